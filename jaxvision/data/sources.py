@@ -1,0 +1,90 @@
+"""Random-access data sources: the host-side half of every input pipeline.
+
+A source is an indexable collection of examples. ``source.get(indices, seeds)``
+returns a batch as a dict of numpy arrays, preprocessed and ready to stack:
+
+* ``indices``: int ``(n,)`` example indices in ``[0, len(source))``.
+* ``seeds``: ``None`` for evaluation preprocessing (deterministic), or uint64
+  ``(n,)``, one seed per example, for training-time augmentation. Seeds are
+  derived from the *global* position of an example in the training stream, so
+  augmentation is identical whatever the number of hosts or devices.
+
+Every source has ``info`` (:class:`DatasetInfo`) with the number of classes and
+the shape of one preprocessed image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Protocol
+
+import numpy as np
+
+Batch = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What a model needs to know about a dataset.
+
+  Attributes:
+    name: registry name of the dataset.
+    num_classes: number of labels.
+    image_shape: ``(height, width, channels)`` of one preprocessed image.
+    num_examples: size of this split.
+  """
+  name: str
+  num_classes: int
+  image_shape: tuple[int, int, int]
+  num_examples: int
+
+
+class Source(Protocol):
+  info: DatasetInfo
+
+  def __len__(self) -> int:
+    ...
+
+  def get(self, indices: np.ndarray, seeds: np.ndarray | None = None) -> Batch:
+    ...
+
+
+Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+class ArraySource:
+  """An in-memory source over preprocessed float32 images and int32 labels.
+
+  Args:
+    name: dataset name (for ``info`` and messages).
+    images: float32 ``(N, H, W, C)``, already normalised.
+    labels: int ``(N,)`` in ``[0, num_classes)``.
+    num_classes: number of classes.
+    augment: optional per-example training augmentation
+      ``(image (H, W, C), rng) -> image (H, W, C)``; applied only when seeds are given.
+  """
+
+  def __init__(self, name: str, images: np.ndarray, labels: np.ndarray, num_classes: int,
+               augment: Augment | None = None):
+    if images.ndim != 4:
+      raise ValueError(f"{name}: `images` must be (N, H, W, C); found shape {images.shape}.")
+    if labels.shape != (images.shape[0],):
+      raise ValueError(f"{name}: `labels` must have shape ({images.shape[0]},) to match the "
+                       f"images; found {labels.shape}.")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+      raise ValueError(f"{name}: labels must lie in [0, {num_classes}); found range "
+                       f"[{labels.min()}, {labels.max()}].")
+    self.images = np.ascontiguousarray(images, dtype=np.float32)
+    self.labels = labels.astype(np.int32)
+    self.augment = augment
+    self.info = DatasetInfo(name, int(num_classes), tuple(images.shape[1:]), len(labels))
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def get(self, indices: np.ndarray, seeds: np.ndarray | None = None) -> Batch:
+    images = self.images[indices]
+    if seeds is not None and self.augment is not None:
+      images = np.stack([self.augment(img, np.random.default_rng(int(s)))
+                         for img, s in zip(images, seeds)])
+    return {"image": images, "label": self.labels[indices]}

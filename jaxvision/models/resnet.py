@@ -1,0 +1,186 @@
+"""ResNet-18/34/50 (He et al., 2016, "Deep Residual Learning for Image Recognition").
+
+Linen, NHWC. Two stems:
+
+* ``"imagenet"``: 7x7/2 conv, BN, ReLU, 3x3/2 max-pool (torchvision layout).
+* ``"cifar"``: 3x3/1 conv, BN, ReLU, no pooling (the CIFAR variant used by
+  most small-image papers), so a 32x32 input reaches stage 4 at 4x4.
+
+Bottleneck blocks put the stride on the 3x3 convolution ("ResNet v1.5", as in
+torchvision and the Flax ImageNet example). Convolution kernels use He-normal
+initialisation with fan-out (torchvision's ``kaiming_normal_(mode="fan_out")``).
+
+Later methods need multi-level features: ``return_features=True`` also returns
+a dict of the stem output, every stage's output and the pooled vector.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxvision.models.registry import register_model
+
+STEMS = ("imagenet", "cifar")
+
+conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convolutions with an identity or 1x1-projection shortcut (expansion 1)."""
+  features: int
+  strides: int = 1
+  conv: Any = nn.Conv
+  norm: Any = nn.BatchNorm
+  zero_init_residual: bool = False
+  expansion = 1
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = self.conv(self.features, (3, 3), (self.strides, self.strides), padding=((1, 1), (1, 1)),
+                  name="conv1")(x)
+    y = nn.relu(self.norm(name="bn1")(y))
+    y = self.conv(self.features, (3, 3), padding=((1, 1), (1, 1)), name="conv2")(y)
+    y = self.norm(name="bn2", scale_init=_residual_scale_init(self.zero_init_residual))(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.features, (1, 1), (self.strides, self.strides), name="proj_conv")(x)
+      residual = self.norm(name="proj_bn")(residual)
+    return nn.relu(residual + y)
+
+
+class BottleneckBlock(nn.Module):
+  """1x1 reduce, 3x3 (strided), 1x1 expand (expansion 4), with a projection shortcut."""
+  features: int
+  strides: int = 1
+  conv: Any = nn.Conv
+  norm: Any = nn.BatchNorm
+  zero_init_residual: bool = False
+  expansion = 4
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = self.conv(self.features, (1, 1), name="conv1")(x)
+    y = nn.relu(self.norm(name="bn1")(y))
+    y = self.conv(self.features, (3, 3), (self.strides, self.strides), padding=((1, 1), (1, 1)),
+                  name="conv2")(y)
+    y = nn.relu(self.norm(name="bn2")(y))
+    y = self.conv(self.features * 4, (1, 1), name="conv3")(y)
+    y = self.norm(name="bn3", scale_init=_residual_scale_init(self.zero_init_residual))(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.features * 4, (1, 1), (self.strides, self.strides),
+                           name="proj_conv")(x)
+      residual = self.norm(name="proj_bn")(residual)
+    return nn.relu(residual + y)
+
+
+def _residual_scale_init(zero: bool):
+  return nn.initializers.zeros if zero else nn.initializers.ones
+
+
+BLOCKS = {"basic": BasicBlock, "bottleneck": BottleneckBlock}
+
+
+class ResNet(nn.Module):
+  """A ResNet classifier / feature extractor.
+
+  Attributes:
+    stage_sizes: blocks per stage, e.g. ``(2, 2, 2, 2)`` for ResNet-18.
+    block: ``"basic"`` or ``"bottleneck"``.
+    num_classes: size of the linear head; ``None`` or ``0`` drops the head and
+      the model returns the pooled features ``(batch, width * 8 * expansion)``.
+    width: channels of the first stage (64 in the paper); stage ``i`` has
+      ``width * 2**i`` (times the block expansion).
+    stem: ``"imagenet"`` or ``"cifar"`` (see module docstring).
+    dtype: computation dtype (e.g. ``jnp.bfloat16``); parameters, BatchNorm
+      statistics and logits stay float32.
+    bn_momentum, bn_epsilon: BatchNorm running-average momentum and epsilon
+      (PyTorch's ``momentum=0.1`` is Flax's ``0.9``).
+    zero_init_residual: initialise the last BN scale of each block to zero.
+  """
+  stage_sizes: Sequence[int]
+  block: str = "basic"
+  num_classes: int | None = 1000
+  width: int = 64
+  stem: str = "imagenet"
+  dtype: Any = jnp.float32
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
+  zero_init_residual: bool = False
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False, return_features: bool = False):
+    """Applies the network.
+
+    Args:
+      x: images, float ``(batch, height, width, channels)``, NHWC.
+      train: use batch statistics and update ``batch_stats`` (apply with
+        ``mutable=["batch_stats"]``); otherwise use the running averages.
+      return_features: also return ``{"stem", "stage1".."stage4", "pooled"}``.
+
+    Returns:
+      ``logits`` float32 ``(batch, num_classes)`` (or pooled features when there
+      is no head), and the feature dict if ``return_features``.
+    """
+    if x.ndim != 4:
+      raise ValueError(f"ResNet input `x` must be NHWC (batch, height, width, channels); "
+                       f"found shape {x.shape}.")
+    if self.stem not in STEMS:
+      raise ValueError(f"ResNet `stem` must be one of {STEMS}; found {self.stem!r}.")
+    if self.block not in BLOCKS:
+      raise ValueError(f"ResNet `block` must be one of {tuple(BLOCKS)}; found {self.block!r}.")
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+                             kernel_init=conv_kernel_init)
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
+                             momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype)
+    features = {}
+    x = x.astype(self.dtype)
+    if self.stem == "imagenet":
+      x = conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name="stem_conv")(x)
+      x = nn.relu(norm(name="stem_bn")(x))
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    else:
+      x = conv(self.width, (3, 3), padding=((1, 1), (1, 1)), name="stem_conv")(x)
+      x = nn.relu(norm(name="stem_bn")(x))
+    features["stem"] = x
+    block_cls = BLOCKS[self.block]
+    for i, num_blocks in enumerate(self.stage_sizes):
+      for j in range(num_blocks):
+        strides = 2 if i > 0 and j == 0 else 1
+        x = block_cls(self.width * 2**i, strides=strides, conv=conv, norm=norm,
+                      zero_init_residual=self.zero_init_residual,
+                      name=f"stage{i + 1}_block{j + 1}")(x)
+      features[f"stage{i + 1}"] = x
+    x = jnp.mean(x, axis=(1, 2))
+    features["pooled"] = x
+    if self.num_classes:
+      x = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
+    x = x.astype(jnp.float32)
+    return (x, features) if return_features else x
+
+
+ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block="basic")
+ResNet34 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block="basic")
+ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block="bottleneck")
+
+
+@register_model("resnet18")
+def resnet18(**kwargs) -> ResNet:
+  """ResNet-18: basic blocks (2, 2, 2, 2); 11.7M parameters with the ImageNet head."""
+  return ResNet18(**kwargs)
+
+
+@register_model("resnet34")
+def resnet34(**kwargs) -> ResNet:
+  """ResNet-34: basic blocks (3, 4, 6, 3); 21.8M parameters with the ImageNet head."""
+  return ResNet34(**kwargs)
+
+
+@register_model("resnet50")
+def resnet50(**kwargs) -> ResNet:
+  """ResNet-50: bottleneck blocks (3, 4, 6, 3); 25.6M parameters with the ImageNet head."""
+  return ResNet50(**kwargs)

@@ -1,0 +1,252 @@
+"""Experiment configs: loading ``configs/<method>/<experiment>.py:ARG``, defaults,
+validation and command-line overrides.
+
+An experiment file defines ``get_config(arg=None) -> ml_collections.ConfigDict``.
+It returns only what it changes: :func:`load_config` merges it onto
+:func:`default_config`, where every engine field is defined and documented, and
+rejects any field the engine does not know (a typo is an error, not a silently
+ignored setting). Sections whose keys belong to a component (``model``,
+``data.kwargs``, ``loss.kwargs``, ``optimizer.kwargs``) are free-form here and
+checked by that component's factory, which names a bad key.
+
+The merged config is locked: ``--config.FIELD=VALUE`` overrides must name an
+existing field and match its type (ints are accepted for floats).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import ml_collections
+
+ConfigDict = ml_collections.ConfigDict
+
+# Sections whose keys are component options, validated by the component itself.
+FREE_FORM = ("model", "data.kwargs", "loss.kwargs", "optimizer.kwargs")
+REPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+DEFAULT_CONFIG = "quickstart"
+
+
+def default_config() -> ConfigDict:
+  """Every engine field with its default. Experiment configs override a subset."""
+  c = ConfigDict()
+  c.name = "experiment"              # used for the default workdir
+  c.seed = 0                         # parameter init, dropout and data order
+  c.total_steps = 1000               # training length in optimizer steps
+  c.task = "classification"          # how a batch becomes a loss (jaxvision.train.tasks)
+  c.partitionable_init_rng = False   # True: sharded-friendly (slow-compiling on CPU) init RNG
+
+  c.model_name = "resnet18"          # jaxvision.models registry name
+  c.model = ConfigDict()             # create_model keyword arguments
+
+  c.data = ConfigDict()
+  c.data.name = "digits"             # jaxvision.data registry name
+  c.data.kwargs = ConfigDict()       # dataset options (data_dir, image_size, ...)
+  c.data.global_batch_size = 128     # examples per step over all devices and hosts
+  c.data.eval_batch_size = 256       # global batch for evaluation passes
+  c.data.seed = 0                    # data order and augmentation seed
+  c.data.shuffle = True
+  c.data.augment = True
+  c.data.prefetch = 2                # host batches prefetched by a background thread
+
+  c.loss = ConfigDict()
+  c.loss.name = "softmax_cross_entropy"
+  c.loss.kwargs = ConfigDict()
+
+  c.optimizer = ConfigDict()
+  c.optimizer.name = "sgd"
+  c.optimizer.learning_rate = 0.1
+  c.optimizer.schedule = "cosine"
+  c.optimizer.warmup_steps = 0
+  c.optimizer.end_lr_factor = 0.0
+  c.optimizer.weight_decay = 5e-4
+  c.optimizer.decay_all_params = False
+  c.optimizer.grad_clip_norm = 0.0
+  c.optimizer.kwargs = ConfigDict()
+
+  c.mesh = ConfigDict()
+  c.mesh.axes = (("data", -1),)      # (name, size) pairs; one -1 takes the remaining devices
+  c.mesh.num_devices = 0             # use the first N devices; 0 = all
+  c.sharding = ConfigDict()
+  c.sharding.strategy = "replicate"  # "replicate" | "fsdp" (shard large arrays over `data`)
+  c.sharding.fsdp_min_size = 2**18   # arrays with fewer elements stay replicated under fsdp
+
+  c.checkpoint = ConfigDict()
+  c.checkpoint.every_steps = 500     # also saved at the end; 0 = only at the end
+  c.checkpoint.keep = 3              # newest checkpoints kept
+  c.checkpoint.async_save = True
+
+  c.log_every_steps = 50
+  c.eval_every_steps = 0             # 0 = evaluate only at the end
+  c.progress_bar = True
+  c.distributed = False              # call jax.distributed.initialize() (multi-host)
+  return c
+
+
+def _is_free_form(path: str) -> bool:
+  return any(path == f or path.startswith(f + ".") for f in FREE_FORM)
+
+
+def _merge(base: ConfigDict, update: ConfigDict, prefix: str = "") -> None:
+  """Writes ``update`` into ``base`` in place, rejecting keys ``base`` lacks."""
+  for key, value in update.items():
+    path = f"{prefix}{key}"
+    if _is_free_form(path):
+      if isinstance(value, (ConfigDict, dict)):
+        if key not in base:
+          base[key] = ConfigDict()
+        for k, v in dict(value).items():
+          base[key][k] = v
+      else:
+        base[key] = value
+      continue
+    if key not in base:
+      raise KeyError(f"unknown config field {path!r}; known fields here: "
+                     f"{', '.join(sorted(prefix + k for k in base.keys()))}")
+    if isinstance(base[key], ConfigDict):
+      if not isinstance(value, (ConfigDict, dict)):
+        raise TypeError(f"config field {path!r} must be a section; found "
+                        f"{type(value).__name__}: {value!r}")
+      _merge(base[key], ConfigDict(value) if isinstance(value, dict) else value, path + ".")
+    else:
+      _set_typed(base, key, value, path)
+
+
+def _set_typed(section: ConfigDict, key: str, value: Any, path: str) -> None:
+  old = section[key]
+  if isinstance(old, bool) != isinstance(value, bool) and old is not None:
+    raise TypeError(f"config field {path!r} expects {type(old).__name__}; found "
+                    f"{type(value).__name__}: {value!r}")
+  if isinstance(old, tuple) and isinstance(value, list):
+    value = _to_tuple(value)
+  try:
+    section[key] = value
+  except TypeError:
+    raise TypeError(f"config field {path!r} expects {type(old).__name__}; found "
+                    f"{type(value).__name__}: {value!r}") from None
+
+
+def _to_tuple(value):
+  return tuple(_to_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def resolve_config_path(spec: str) -> tuple[Path, str | None]:
+  """Splits ``PATH[:ARG]`` and finds PATH: as given, or under the repo's ``configs/``
+  (``classification/cifar`` and ``quickstart`` work from any directory)."""
+  path, _, arg = spec.partition(":")
+  candidates = [Path(path)]
+  if not path.endswith(".py"):
+    candidates.append(Path(path + ".py"))
+  candidates += [REPO_CONFIG_DIR / c for c in list(candidates)]
+  for c in candidates:
+    if c.is_file():
+      return c.resolve(), (arg or None)
+  raise FileNotFoundError(f"config file {path!r} not found (also looked in {REPO_CONFIG_DIR}); "
+                          f"`jaxvision list` shows the available configs.")
+
+
+def load_config(spec: str | None = None) -> ConfigDict:
+  """Loads ``PATH[:ARG]`` (default: the quickstart), merged onto the defaults, locked."""
+  path, arg = resolve_config_path(spec or DEFAULT_CONFIG)
+  module_spec = importlib.util.spec_from_file_location(f"jaxvision_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise AttributeError(f"config file {path} defines no get_config(arg=None).")
+  user = module.get_config(arg) if arg is not None else module.get_config()
+  if not isinstance(user, (ConfigDict, dict)):
+    raise TypeError(f"{path}: get_config must return a ConfigDict; found {type(user).__name__}.")
+  config = from_dict(user if isinstance(user, dict) else user.to_dict())
+  return config
+
+
+def from_dict(d: dict) -> ConfigDict:
+  """Defaults merged with a plain (e.g. JSON-loaded) dict, validated and locked."""
+  config = default_config()
+  _merge(config, ConfigDict(d))
+  validate(config)
+  config.lock()
+  return config
+
+
+def validate(config: ConfigDict) -> None:
+  """Checks value ranges the types cannot express; errors name the field."""
+  def need(cond: bool, field: str, expected: str):
+    if not cond:
+      value = config
+      for k in field.split("."):
+        value = value[k]
+      raise ValueError(f"config field {field!r} must be {expected}; found {value!r}.")
+  need(config.total_steps > 0, "total_steps", "a positive int")
+  need(config.data.global_batch_size > 0, "data.global_batch_size", "a positive int")
+  need(config.data.eval_batch_size > 0, "data.eval_batch_size", "a positive int")
+  need(config.log_every_steps > 0, "log_every_steps", "a positive int")
+  need(config.eval_every_steps >= 0, "eval_every_steps", ">= 0")
+  need(config.checkpoint.every_steps >= 0, "checkpoint.every_steps", ">= 0")
+  need(config.checkpoint.keep >= 1, "checkpoint.keep", ">= 1")
+  need(config.sharding.strategy in ("replicate", "fsdp"), "sharding.strategy",
+       "'replicate' or 'fsdp'")
+  need(all(len(a) == 2 for a in config.mesh.axes), "mesh.axes", "a tuple of (name, size) pairs")
+
+
+def parse_value(text: str) -> Any:
+  """A command-line value: a Python literal if it parses as one, else the string."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def apply_overrides(config: ConfigDict, overrides: Sequence[tuple[str, str]]) -> ConfigDict:
+  """Applies ``[("optimizer.learning_rate", "0.05"), ...]`` to ``config`` in place.
+
+  Raises:
+    KeyError: the field does not exist (names it and its section's fields).
+    TypeError: the value does not fit the field's type.
+  """
+  for field, text in overrides:
+    *parents, key = field.split(".")
+    section = config
+    for i, p in enumerate(parents):
+      if not isinstance(section, ConfigDict) or p not in section:
+        raise KeyError(f"unknown config field {'.'.join(parents[:i + 1])!r} in override "
+                       f"--config.{field}")
+      section = section[p]
+    if not isinstance(section, ConfigDict) or key not in section:
+      known = ", ".join(sorted(section.keys())) if isinstance(section, ConfigDict) else ""
+      raise KeyError(f"unknown config field {field!r} in override --config.{field}"
+                     + (f"; fields of that section: {known}" if known else ""))
+    old = section[key]
+    value = text if isinstance(old, str) else parse_value(text)
+    if isinstance(old, ConfigDict):
+      raise TypeError(f"config field {field!r} is a section; override its fields instead.")
+    with config.unlocked():
+      _set_typed(section, key, value, field)
+  validate(config)
+  return config
+
+
+def save_config(config: ConfigDict, path: str | os.PathLike) -> None:
+  """Writes the resolved config as JSON, atomically (temp file + rename)."""
+  path = Path(path)
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  tmp.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+  os.replace(tmp, path)
+
+
+def read_config(path: str | os.PathLike) -> ConfigDict:
+  """Reads a config written by :func:`save_config`, validated against the defaults."""
+  return from_dict(json.loads(Path(path).read_text()))
+
+
+def list_configs() -> list[str]:
+  """Experiment configs under the repository's ``configs/`` (``method/experiment``)."""
+  if not REPO_CONFIG_DIR.is_dir():
+    return []
+  return sorted(str(p.relative_to(REPO_CONFIG_DIR).with_suffix(""))
+                for p in REPO_CONFIG_DIR.rglob("*.py") if not p.name.startswith("_"))

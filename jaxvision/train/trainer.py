@@ -1,0 +1,376 @@
+"""The training engine: pure ``train_step``/``eval_step``, sharded init, the loop.
+
+Everything here is driven by a config (:mod:`jaxvision.train.config`):
+
+* :func:`build_experiment` resolves names to a model, task, optimizer, datasets,
+  mesh and shardings, and derives the abstract (shape-only) train state.
+* :func:`make_train_step` returns the pure ``train_step(state, batch) -> (state,
+  metrics)``; :func:`make_eval_step` the pure ``eval_step(state, batch) -> sums``.
+  Both are jitted once with explicit shardings, the state donated.
+* :func:`train` runs the loop with resume, periodic evaluation and checkpoints,
+  logging, and the NaN guard; :func:`evaluate_workdir` evaluates a finished run.
+
+Batch statistics (BatchNorm) are computed over the *global* batch: under ``jit``
+a mean over the sharded batch axis is a cross-device mean, so an 8-device run
+computes what a 1-device run computes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+import jaxvision
+from jaxvision import data as data_lib
+from jaxvision import models, optim
+from jaxvision.train import config as config_lib
+from jaxvision.train import logging as logging_lib
+from jaxvision.train import sharding as sharding_lib
+from jaxvision.train.checkpoint import CheckpointError, Checkpointer
+from jaxvision.train.state import TrainState
+from jaxvision.train.tasks import Task, create_task
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+class NonFiniteError(FloatingPointError):
+  """Training produced a NaN/inf metric; carries the ``step`` and the ``metric`` name."""
+
+  def __init__(self, step: int, metric: str, value: float):
+    self.step, self.metric, self.value = step, metric, value
+    super().__init__(f"non-finite {metric} = {value} at step {step}; training stopped. The last "
+                     f"checkpoint before it is intact (resume after fixing the cause, e.g. a "
+                     f"lower learning rate).")
+
+
+@dataclasses.dataclass
+class Experiment:
+  """Everything built from a config for one mesh (see :func:`build_experiment`)."""
+  config: Any
+  mesh: jax.sharding.Mesh
+  model: Any
+  task: Task
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  train_source: data_lib.Source
+  eval_source: data_lib.Source
+  init_fn: Callable[[jax.Array], TrainState]
+  abstract_state: TrainState
+  state_sharding: Any
+  batch_sharding: jax.sharding.NamedSharding
+
+  def init_state(self) -> TrainState:
+    """A freshly initialised train state, created directly into its shardings.
+
+    With ``config.partitionable_init_rng=False`` (default) the initialisers draw
+    from the classic threefry stream: XLA compiles it ~5x faster on CPU (4 s vs
+    20 s for a ResNet-18 init here), and the values are deterministic and
+    independent of the mesh either way. Set it True for very large models whose
+    sharded initialisation must not materialise a full parameter per device.
+    """
+    with jax.threefry_partitionable(self.config.partitionable_init_rng):
+      return jax.jit(self.init_fn, out_shardings=self.state_sharding)(
+          jax.random.PRNGKey(self.config.seed))
+
+
+def create_train_state_fn(model, tx: optax.GradientTransformation, input_shape: tuple[int, ...]
+                          ) -> Callable[[jax.Array], TrainState]:
+  """``init_fn(rng) -> TrainState`` for ``model`` on inputs of ``input_shape`` (no batch)."""
+
+  def init_fn(rng):
+    param_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
+    variables = model.init({"params": param_rng, "dropout": dropout_rng},
+                           jnp.zeros((1, *input_shape), jnp.float32), train=False)
+    variables = dict(variables)
+    params = variables.pop("params")
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
+                      opt_state=tx.init(params), rng=state_rng, apply_fn=model.apply, tx=tx)
+
+  return init_fn
+
+
+def _check_divisible(what: str, batch: int, mesh) -> None:
+  n = mesh.shape[sharding_lib.DATA_AXIS]
+  if batch % n:
+    raise ValueError(f"config field {what!r} = {batch} must be divisible by the {n} devices "
+                     f"of the mesh's {sharding_lib.DATA_AXIS!r} axis.")
+
+
+def build_experiment(config, mesh: jax.sharding.Mesh | None = None) -> Experiment:
+  """Resolves ``config`` into an :class:`Experiment` (no arrays are allocated)."""
+  if mesh is None:
+    mesh = sharding_lib.make_mesh(config.mesh.axes, config.mesh.num_devices)
+  _check_divisible("data.global_batch_size", config.data.global_batch_size, mesh)
+  _check_divisible("data.eval_batch_size", config.data.eval_batch_size, mesh)
+  data_kwargs = dict(config.data.kwargs)
+  train_source = data_lib.create_dataset(config.data.name, "train", **data_kwargs)
+  eval_source = data_lib.create_dataset(config.data.name, "test", **data_kwargs)
+  model_kwargs = dict(config.model)
+  if config.task == "classification":
+    model_kwargs.setdefault("num_classes", train_source.info.num_classes)
+  model = models.create_model(config.model_name, **model_kwargs)
+  task = create_task(config)
+  tx, schedule = optim.create_optimizer(config.optimizer, config.total_steps)
+  init_fn = create_train_state_fn(model, tx, train_source.info.image_shape)
+  abstract_state = jax.eval_shape(init_fn, jax.random.PRNGKey(config.seed))
+  state_sharding = sharding_lib.state_shardings(abstract_state, mesh, config.sharding.strategy,
+                                                config.sharding.fsdp_min_size)
+  return Experiment(config, mesh, model, task, tx, schedule, train_source, eval_source, init_fn,
+                    abstract_state, state_sharding, sharding_lib.batch_sharding(mesh))
+
+
+def make_train_step(task: Task, schedule: optax.Schedule
+                    ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+  """The pure train step: forward with batch statistics, loss, grads, optimizer update.
+
+  Returns scalar metrics ``train/loss``, ``train/lr`` (the rate this step used),
+  ``train/grad_norm``, ``train/param_norm`` and the task's training metrics.
+  """
+
+  def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    mutable = list(state.model_state)
+
+    def loss_fn(params):
+      variables = {"params": params, **state.model_state}
+      outputs = state.apply_fn(variables, batch[task.input_key], train=True, mutable=mutable,
+                               rngs={"dropout": state.step_rng()})
+      outputs, new_model_state = outputs if mutable else (outputs, {})
+      loss = jnp.mean(task.loss(outputs, batch))
+      return loss, (outputs, new_model_state)
+
+    (loss, (outputs, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"train/loss": loss, "train/lr": schedule(state.step),
+               "train/grad_norm": optax.tree.norm(grads),
+               "train/param_norm": optax.tree.norm(params)}
+    metrics.update({f"train/{k}": v for k, v in task.train_metrics(outputs, batch).items()})
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                              model_state=dict(new_model_state))
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(task: Task) -> Callable[[TrainState, dict], dict]:
+  """The pure eval step: per-example metrics summed with the padding ``mask``.
+
+  Returns ``{name: sum over real examples, "count": number of real examples}``.
+  """
+
+  def eval_step(state: TrainState, batch: dict) -> dict:
+    outputs = state.apply_fn(state.variables(), batch[task.input_key], train=False)
+    mask = batch["mask"]
+    sums = {k: jnp.sum(v * mask) for k, v in task.eval_metrics(outputs, batch).items()}
+    sums["count"] = jnp.sum(mask)
+    return sums
+
+  return eval_step
+
+
+def jit_steps(exp: Experiment) -> tuple[Callable, Callable]:
+  """``(train_step, eval_step)`` jitted with the experiment's shardings; the state is donated."""
+  repl = sharding_lib.replicated(exp.mesh)
+  train_step = jax.jit(make_train_step(exp.task, exp.schedule),
+                       in_shardings=(exp.state_sharding, exp.batch_sharding),
+                       out_shardings=(exp.state_sharding, repl), donate_argnums=(0,))
+  eval_step = jax.jit(make_eval_step(exp.task),
+                      in_shardings=(exp.state_sharding, exp.batch_sharding), out_shardings=repl)
+  return train_step, eval_step
+
+
+def evaluate(exp: Experiment, state: TrainState, eval_step: Callable) -> dict[str, float]:
+  """One pass over the evaluation split; returns ``{"eval/<metric>": mean}``."""
+  totals = None
+  for batch in data_lib.eval_batches(exp.eval_source, exp.config.data.eval_batch_size):
+    sums = eval_step(state, data_lib.to_global_array(batch, exp.batch_sharding))
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.device_get(totals)
+  count = float(totals.pop("count"))
+  return {f"eval/{k}": float(v) / count for k, v in totals.items()}
+
+
+def restore_state(exp: Experiment, checkpointer: Checkpointer) -> tuple[TrainState, dict] | None:
+  """The newest readable checkpoint restored onto ``exp``'s mesh, or ``None``."""
+  target = sharding_lib.with_shardings(exp.abstract_state.checkpoint_items(),
+                                       exp.state_sharding.checkpoint_items())
+  restored = checkpointer.restore_latest(target)
+  if restored is None:
+    return None
+  items, meta = restored
+  return exp.abstract_state.replace_from_checkpoint(items), meta
+
+
+def _checkpoint_meta(config, step: int) -> dict:
+  return {"step": step, "data_position": step * config.data.global_batch_size,
+          "global_batch_size": config.data.global_batch_size,
+          "jaxvision_version": jaxvision.__version__}
+
+
+def _is_multiple(step: int, every: int) -> bool:
+  return bool(every) and step % every == 0
+
+
+class _MetricLog:
+  """Host side of the loop: NaN guard, windowed averages, logging, progress bar."""
+
+  def __init__(self, config, writer: logging_lib.MetricWriter, pbar):
+    self.config, self.writer, self.pbar = config, writer, pbar
+    self.window: list[dict] = []
+    self.window_start = time.perf_counter()
+    self.last: dict[str, float] = {}
+
+  def record(self, step: int, metrics) -> None:
+    """Checks step ``step``'s metrics (fetched to host) and logs at log steps."""
+    host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    for k, v in host.items():
+      if not math.isfinite(v):
+        raise NonFiniteError(step, k, v)
+    self.window.append(host)
+    if step % self.config.log_every_steps == 0 or step == self.config.total_steps:
+      self.flush(step)
+
+  def flush(self, step: int) -> None:
+    if not self.window:
+      return
+    elapsed = time.perf_counter() - self.window_start
+    avg = {k: float(np.mean([m[k] for m in self.window])) for k in self.window[0]}
+    avg["train/lr"] = self.window[-1]["train/lr"]
+    avg["train/steps_per_sec"] = len(self.window) / max(elapsed, 1e-9)
+    avg["train/examples_per_sec"] = avg["train/steps_per_sec"] * self.config.data.global_batch_size
+    self.writer.write(step, avg)
+    self.last = avg
+    self.pbar.set_postfix(loss=f"{avg['train/loss']:.4f}", refresh=False)
+    self.window = []
+    self.window_start = time.perf_counter()
+
+
+def train(config, workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None = None,
+          stop_at_step: int | None = None) -> dict[str, float]:
+  """Trains (or resumes) the experiment ``config`` in ``workdir``.
+
+  ``stop_at_step`` ends the run early after that step with a checkpoint, as a
+  preemption would (the schedule still follows ``config.total_steps``); running
+  again with the same workdir resumes exactly.
+
+  Writes ``config.json``, ``metrics.jsonl``, ``checkpoints/``, TensorBoard events
+  (if tensorboardX is installed) and ``curves.png`` (if matplotlib is installed).
+  A run that is already at ``config.total_steps`` only re-evaluates.
+
+  Returns:
+    The last logged training metrics and the final evaluation metrics.
+
+  Raises:
+    NonFiniteError: a training metric became NaN/inf (names step and metric).
+  """
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  exp = build_experiment(config, mesh)
+  if jax.process_index() == 0:
+    config_lib.save_config(config, workdir / CONFIG_FILE)
+  checkpointer = Checkpointer(workdir / CHECKPOINT_DIR, keep=config.checkpoint.keep,
+                              async_save=config.checkpoint.async_save)
+  restored = restore_state(exp, checkpointer)
+  if restored is None:
+    state = exp.init_state()
+    log.info("initialised a new run in %s", workdir)
+  else:
+    state, meta = restored
+    log.info("resumed from step %d (data position %d) in %s", meta["step"],
+             meta["data_position"], workdir)
+  train_step, eval_step = jit_steps(exp)
+  start = int(jax.device_get(state.step))
+  total = config.total_steps
+  last = total if stop_at_step is None else min(total, int(stop_at_step))
+  writer = logging_lib.MetricWriter(workdir)
+  pbar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True,
+              disable=not config.progress_bar or jax.process_index() != 0)
+  metric_log = _MetricLog(config, writer, pbar)
+  iterator = data_lib.TrainIterator(exp.train_source, config.data.global_batch_size,
+                                    seed=config.data.seed, start_step=start,
+                                    shuffle=config.data.shuffle, augment=config.data.augment,
+                                    prefetch=config.data.prefetch)
+  results: dict[str, float] = {}
+  pending = None  # (step, metrics) not yet checked: the host trails the device by one step
+  try:
+    for step in range(start + 1, last + 1):
+      batch = data_lib.to_global_array(next(iterator), exp.batch_sharding)
+      state, metrics = train_step(state, batch)
+      if pending is not None:
+        metric_log.record(*pending)
+      pending = (step, metrics)
+      pbar.update(1)
+      save = _is_multiple(step, config.checkpoint.every_steps) or step == last
+      run_eval = _is_multiple(step, config.eval_every_steps) and step != last
+      if save or run_eval:
+        metric_log.record(*pending)  # never checkpoint a state that is not known to be finite
+        pending = None
+      if run_eval:
+        eval_metrics = evaluate(exp, state, eval_step)
+        writer.write(step, eval_metrics)
+      if save:
+        checkpointer.save(step, state.checkpoint_items(), _checkpoint_meta(config, step))
+    if pending is not None:
+      metric_log.record(*pending)
+    metric_log.flush(max(last, start))
+    results.update(metric_log.last)
+    eval_metrics = evaluate(exp, state, eval_step)
+    writer.write(max(last, start), eval_metrics)
+    results.update(eval_metrics)
+  finally:
+    iterator.close()
+    pbar.close()
+    checkpointer.close()
+    writer.close()
+  if jax.process_index() == 0:
+    logging_lib.plot_curves(workdir)
+  return results
+
+
+def evaluate_workdir(workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None = None
+                     ) -> dict[str, float]:
+  """Evaluates the newest checkpoint of the run in ``workdir`` with its saved config.
+
+  Writes ``eval_step_<N>.json`` beside the run and returns
+  ``{"step": N, "eval/<metric>": value, ...}``.
+  """
+  workdir = Path(workdir)
+  config_path = workdir / CONFIG_FILE
+  if not config_path.exists():
+    raise FileNotFoundError(f"no {CONFIG_FILE} in workdir {str(workdir)!r}: is it a jaxvision "
+                            f"run directory?")
+  config = config_lib.read_config(config_path)
+  exp = build_experiment(config, mesh)
+  checkpointer = Checkpointer(workdir / CHECKPOINT_DIR, keep=config.checkpoint.keep,
+                              async_save=False)
+  try:
+    restored = restore_state(exp, checkpointer)
+  finally:
+    checkpointer.close()
+  if restored is None:
+    raise CheckpointError(f"no checkpoint in {workdir / CHECKPOINT_DIR} to evaluate.")
+  state, meta = restored
+  _, eval_step = jit_steps(exp)
+  results = {"step": int(meta["step"]), **evaluate(exp, state, eval_step)}
+  if jax.process_index() == 0:
+    out = workdir / f"eval_step_{meta['step']}.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, out)
+  return results
