@@ -85,10 +85,8 @@ def plot_curves(workdir: str | os.PathLike) -> Path | None:
 
   Returns the path, or ``None`` if matplotlib is not installed or nothing was logged.
   """
-  try:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+  try:  # The object-oriented API: no pyplot, so a notebook's backend is left alone.
+    from matplotlib.figure import Figure
   except ImportError:
     return None
   records = read_metrics(workdir)
@@ -97,7 +95,8 @@ def plot_curves(workdir: str | os.PathLike) -> Path | None:
     return None
   cols = min(3, len(keys))
   rows = math.ceil(len(keys) / cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3 * rows), squeeze=False)
+  fig = Figure(figsize=(4.5 * cols, 3 * rows))
+  axes = fig.subplots(rows, cols, squeeze=False)
   for ax, key in zip(axes.flat, keys):
     pts = [(r["step"], r[key]) for r in records if key in r]
     ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None)
@@ -110,6 +109,5 @@ def plot_curves(workdir: str | os.PathLike) -> Path | None:
   out = Path(workdir) / CURVES_FILE
   tmp = out.with_name(out.stem + ".tmp.png")
   fig.savefig(tmp, dpi=90)
-  plt.close(fig)
   os.replace(tmp, out)
   return out

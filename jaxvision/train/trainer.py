@@ -343,12 +343,13 @@ def train(config, workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None 
   return results
 
 
-def evaluate_workdir(workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None = None
-                     ) -> dict[str, float]:
-  """Evaluates the newest checkpoint of the run in ``workdir`` with its saved config.
+def restore_run(workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None = None
+                ) -> tuple[Experiment, TrainState, dict]:
+  """Rebuilds a run from ``workdir``: its saved config, newest checkpoint and metadata.
 
-  Writes ``eval_step_<N>.json`` beside the run and returns
-  ``{"step": N, "eval/<metric>": value, ...}``.
+  Returns ``(experiment, state, meta)``; ``state`` is placed on ``mesh`` (default:
+  the config's mesh over the devices present now), whatever mesh wrote it. For
+  notebooks and analysis: ``exp.model.apply(state.variables(), images)``.
   """
   workdir = Path(workdir)
   config_path = workdir / CONFIG_FILE
@@ -364,8 +365,20 @@ def evaluate_workdir(workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | No
   finally:
     checkpointer.close()
   if restored is None:
-    raise CheckpointError(f"no checkpoint in {workdir / CHECKPOINT_DIR} to evaluate.")
+    raise CheckpointError(f"no checkpoint in {workdir / CHECKPOINT_DIR}.")
   state, meta = restored
+  return exp, state, meta
+
+
+def evaluate_workdir(workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None = None
+                     ) -> dict[str, float]:
+  """Evaluates the newest checkpoint of the run in ``workdir`` with its saved config.
+
+  Writes ``eval_step_<N>.json`` beside the run and returns
+  ``{"step": N, "eval/<metric>": value, ...}``.
+  """
+  workdir = Path(workdir)
+  exp, state, meta = restore_run(workdir, mesh=mesh)
   _, eval_step = jit_steps(exp)
   results = {"step": int(meta["step"]), **evaluate(exp, state, eval_step)}
   if jax.process_index() == 0:
