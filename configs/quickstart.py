@@ -9,13 +9,13 @@ r"""Quickstart: ResNet-18 (CIFAR stem, quarter width) on the embedded handwritte
 
 import ml_collections
 
+from jaxvision.train.config import parse_arg
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variant = arg or "default"
-  if variant not in ("default", "tiny"):
-    raise ValueError(f"quickstart variant must be 'default' or 'tiny'; found {variant!r}.")
+  tiny = parse_arg(arg, tiny=False)["tiny"]
   c = ml_collections.ConfigDict()
-  c.name = "quickstart" if variant == "default" else "quickstart_tiny"
+  c.name = "quickstart_tiny" if tiny else "quickstart"
   c.model_name = "resnet18"
   c.model = dict(stem="cifar", width=16)
   c.data = dict(name="digits", global_batch_size=64, eval_batch_size=120)
@@ -25,7 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint = dict(every_steps=100, keep=2)
   c.log_every_steps = 20
   c.eval_every_steps = 100
-  if variant == "tiny":
+  if tiny:
     c.model = dict(stem="cifar", width=8)
     c.data.global_batch_size = 16
     c.data.eval_batch_size = 120

@@ -16,28 +16,14 @@ Arguments (comma-separated): ``cifar10`` (default) | ``cifar100``, ``batch=N``,
 
 import ml_collections
 
+from jaxvision.train.config import parse_arg
+
 TRAIN_EXAMPLES = 50_000
 BASE_BATCH = 128
 
 
-def parse_arg(arg: str | None) -> dict:
-  opts = dict(dataset="cifar10", batch=BASE_BATCH, epochs=200, tiny=False)
-  for token in filter(None, (arg or "").split(",")):
-    key, _, value = token.partition("=")
-    if key in ("cifar10", "cifar100") and not value:
-      opts["dataset"] = key
-    elif key == "tiny" and not value:
-      opts["tiny"] = True
-    elif key in ("batch", "epochs") and value.isdigit():
-      opts[key] = int(value)
-    else:
-      raise ValueError(f"classification/cifar: unknown argument {token!r}; expected cifar10, "
-                       f"cifar100, tiny, batch=N or epochs=N.")
-  return opts
-
-
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  o = parse_arg(arg)
+  o = parse_arg(arg, choices={"dataset": ("cifar10", "cifar100")}, batch=BASE_BATCH, epochs=200, tiny=False)
   c = ml_collections.ConfigDict()
   c.name = f"resnet18_{o['dataset']}"
   c.model_name = "resnet18"

@@ -17,29 +17,15 @@ Arguments (comma-separated): ``resnet18`` | ``resnet34`` | ``resnet50`` (default
 
 import ml_collections
 
+from jaxvision.train.config import parse_arg
+
 TRAIN_EXAMPLES = 1_281_167
 BASE_BATCH = 256
-MODELS = ("resnet18", "resnet34", "resnet50")
-
-
-def parse_arg(arg: str | None) -> dict:
-  opts = dict(model="resnet50", batch=1024, epochs=90, tiny=False)
-  for token in filter(None, (arg or "").split(",")):
-    key, _, value = token.partition("=")
-    if key in MODELS and not value:
-      opts["model"] = key
-    elif key == "tiny" and not value:
-      opts["tiny"] = True
-    elif key in ("batch", "epochs") and value.isdigit():
-      opts[key] = int(value)
-    else:
-      raise ValueError(f"classification/imagenet: unknown argument {token!r}; expected one of "
-                       f"{MODELS}, tiny, batch=N or epochs=N.")
-  return opts
+MODELS = ("resnet50", "resnet18", "resnet34")  # the first is the default
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  o = parse_arg(arg)
+  o = parse_arg(arg, choices={"model": MODELS}, batch=1024, epochs=90, tiny=False)
   c = ml_collections.ConfigDict()
   c.name = f"{o['model']}_imagenet"
   c.model_name = o["model"]

@@ -135,6 +135,47 @@ def _to_tuple(value):
   return tuple(_to_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
+def parse_arg(arg: str | None, *, choices: dict[str, Sequence[str]] | None = None,
+              **defaults: Any) -> dict[str, Any]:
+  """Parses a config argument string such as ``"cifar100,batch=512,tiny"``.
+
+  Tokens are comma-separated. ``key=value`` sets ``defaults[key]`` (the value is
+  converted to the default's type); a bare word is either a bool field of
+  ``defaults`` (set True) or a member of one ``choices`` group (the group's key is
+  set to it; the group's default is its first member). Anything else is an error
+  naming the token and what is accepted.
+
+  Example: ``parse_arg("resnet18,batch=256", choices={"model": MODELS}, batch=1024,
+  tiny=False) -> {"model": "resnet18", "batch": 256, "tiny": False}``.
+  """
+  choices = dict(choices or {})
+  opts = {key: members[0] for key, members in choices.items()}
+  opts.update(defaults)
+  accepted = ([m for members in choices.values() for m in members]
+              + [k for k, v in defaults.items() if isinstance(v, bool)]
+              + [f"{k}=..." for k in defaults])
+  for token in filter(None, (t.strip() for t in (arg or "").split(","))):
+    key, eq, value = token.partition("=")
+    group = next((g for g, members in choices.items() if key in members), None)
+    if eq and key in defaults:
+      kind = type(defaults[key])
+      if kind is bool:
+        opts[key] = value.lower() in ("1", "true", "yes")
+      else:
+        try:
+          opts[key] = kind(value)
+        except ValueError:
+          raise ValueError(f"config argument {key!r} expects {kind.__name__}; found "
+                           f"{value!r}.") from None
+    elif not eq and group is not None:
+      opts[group] = key
+    elif not eq and isinstance(defaults.get(key), bool):
+      opts[key] = True
+    else:
+      raise ValueError(f"unknown config argument {token!r}; accepted: {', '.join(accepted)}.")
+  return opts
+
+
 def resolve_config_path(spec: str) -> tuple[Path, str | None]:
   """Splits ``PATH[:ARG]`` and finds PATH: as given, or under the repo's ``configs/``
   (``classification/cifar`` and ``quickstart`` work from any directory)."""

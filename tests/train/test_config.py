@@ -37,7 +37,7 @@ def test_unknown_field_in_file_is_an_error(tmp_path):
 def test_missing_file_and_bad_variant():
   with pytest.raises(FileNotFoundError, match="no_such_config"):
     config_lib.load_config("no_such_config")
-  with pytest.raises(ValueError, match="variant"):
+  with pytest.raises(ValueError, match="unknown config argument 'huge'"):
     config_lib.load_config("quickstart:huge")
 
 
@@ -81,3 +81,35 @@ def test_save_and_read_round_trip(tmp_path):
 def test_list_configs_finds_the_shipped_ones():
   names = config_lib.list_configs()
   assert {"quickstart", "classification/cifar", "classification/imagenet"} <= set(names)
+
+
+def test_parse_arg_words_keys_and_errors():
+  parse = config_lib.parse_arg
+  assert parse(None, choices={"data": ("a", "b")}, batch=8, tiny=False) == dict(
+      data="a", batch=8, tiny=False)
+  assert parse("b, batch=32,tiny", choices={"data": ("a", "b")}, batch=8, tiny=False) == dict(
+      data="b", batch=32, tiny=True)
+  assert parse("lr=0.5,tiny=false", lr=0.1, tiny=True) == dict(lr=0.5, tiny=False)
+  with pytest.raises(ValueError, match="'c'.*accepted: a, b"):
+    parse("c", choices={"data": ("a", "b")})
+  with pytest.raises(ValueError, match="'batch' expects int"):
+    parse("batch=many", batch=8)
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("classification/cifar", dict(model_name="resnet18", data="cifar10", batch=128)),
+    ("classification/cifar:cifar100,batch=512", dict(data="cifar100", batch=512)),
+    ("classification/imagenet", dict(model_name="resnet50", data="imagenet2012", batch=1024)),
+    ("classification/imagenet:resnet18,batch=256", dict(model_name="resnet18", batch=256)),
+])
+def test_full_scale_configs_resolve(spec, expected):
+  c = config_lib.load_config(spec)
+  if "model_name" in expected:
+    assert c.model_name == expected["model_name"]
+  if "data" in expected:
+    assert c.data.name == expected["data"]
+  assert c.data.global_batch_size == expected["batch"]
+  # The learning rate follows the linear scaling rule and warmup is 5 epochs.
+  base = 128 if "cifar" in spec else 256
+  assert c.optimizer.learning_rate == pytest.approx(0.1 * expected["batch"] / base)
+  assert 0 < c.optimizer.warmup_steps < c.total_steps

@@ -162,3 +162,12 @@ def test_run_writes_config_metrics_curves(tmp_path):
   again = trainer.train(config, run)
   assert again["eval/accuracy"] == pytest.approx(results["eval/accuracy"])
   assert max(r["step"] for r in logging_lib.read_metrics(run)) == 4
+
+
+@pytest.mark.parametrize("spec", ["classification/cifar:tiny", "classification/imagenet:tiny"])
+def test_full_scale_configs_run_in_their_tiny_variant(tmp_path, spec):
+  from jaxvision.train import config as config_lib
+  config = config_lib.load_config(spec)
+  config_lib.apply_overrides(config, [("progress_bar", "False")])
+  results = trainer.train(config, tmp_path / "run")
+  assert np.isfinite(results["train/loss"]) and 0 <= results["eval/accuracy"] <= 1
