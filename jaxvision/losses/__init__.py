@@ -1,6 +1,16 @@
-"""Losses: pure functions ``(predictions, targets, ...) -> per-example values``."""
+"""Losses: pure functions ``(predictions, targets, ...) -> per-example values``.
 
-from jaxvision.losses.registry import LOSSES, get_loss, list_losses, register_loss
+Also weight regularisers that are plain functions of a parameter
+(``orthogonality_loss``); those are not in the ``(predictions, targets)`` registry.
+"""
+
+from jaxvision.losses.registry import (LOSSES, REGULARIZERS, get_loss, list_losses,
+                                      list_regularizers, register_loss, register_regularizer)
 from jaxvision.losses.classification import softmax_cross_entropy
+from jaxvision.losses.orthogonality import orthogonality_loss
 
-__all__ = ["LOSSES", "get_loss", "list_losses", "register_loss", "softmax_cross_entropy"]
+register_regularizer("orthogonality")(orthogonality_loss)
+
+__all__ = ["LOSSES", "REGULARIZERS", "get_loss", "list_losses", "list_regularizers",
+           "orthogonality_loss", "register_loss", "register_regularizer",
+           "softmax_cross_entropy"]

@@ -12,6 +12,13 @@ initialisation with fan-out (torchvision's ``kaiming_normal_(mode="fan_out")``).
 
 Later methods need multi-level features: ``return_features=True`` also returns
 a dict of the stem output, every stage's output and the pooled vector.
+
+The SVD meta-layer variants of Song, Sebe & Wang (ECCV 2022) swap single layers:
+``stem_norm="decorrelated"`` puts ZCA whitening (:class:`jaxvision.nn.DecorrelatedBatchNorm`)
+after conv1; ``stem_conv="spectral_norm"`` / ``"orthogonal"`` make conv1 (their "Pre-SVD
+layer") spectrally normalised or a skew-orthogonal convolution (SN / OW);
+``pooling="covariance"`` replaces average pooling by a 1x1 reduction conv + BN + ReLU
+(the GCP Pre-SVD layer, ``gcp_reduce_conv``) and iSQRT-COV covariance pooling.
 """
 
 from __future__ import annotations
@@ -22,9 +29,13 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxvision import nn as jv_nn
 from jaxvision.models.registry import register_model
 
 STEMS = ("imagenet", "cifar")
+STEM_CONVS = ("conv", "spectral_norm", "orthogonal")
+STEM_NORMS = ("batchnorm", "decorrelated")
+POOLINGS = ("average", "covariance")
 
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -101,6 +112,14 @@ class ResNet(nn.Module):
     bn_momentum, bn_epsilon: BatchNorm running-average momentum and epsilon
       (PyTorch's ``momentum=0.1`` is Flax's ``0.9``).
     zero_init_residual: initialise the last BN scale of each block to zero.
+    stem_conv: conv1 as ``"conv"``, ``"spectral_norm"`` (eq. 11) or ``"orthogonal"``
+      (SOC, eq. 13; CIFAR stem only: it needs stride 1).
+    stem_norm: the BN after conv1: ``"batchnorm"`` or ``"decorrelated"`` (ZCA, eqs. 2-4)
+      with ``whitening_method`` / ``whitening_eps`` / ``whitening_groups`` /
+      ``whitening_num_iters``.
+    pooling: ``"average"`` or ``"covariance"`` (GCP) with ``pooling_reduce_dim`` (1x1
+      reduction channels, ``None`` for none), ``pooling_method``, ``pooling_num_iters``,
+      ``pooling_eps``.
   """
   stage_sizes: Sequence[int]
   block: str = "basic"
@@ -111,6 +130,17 @@ class ResNet(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   zero_init_residual: bool = False
+  stem_conv: str = "conv"
+  stem_norm: str = "batchnorm"
+  whitening_method: str = "eigh"
+  whitening_eps: float = 1e-2
+  whitening_groups: int = 1
+  whitening_num_iters: int = 5
+  pooling: str = "average"
+  pooling_reduce_dim: int | None = 256
+  pooling_method: str = "newton_schulz"
+  pooling_num_iters: int = 5
+  pooling_eps: float = 0.0
 
   @nn.compact
   def __call__(self, x, *, train: bool = False, return_features: bool = False):
@@ -137,15 +167,20 @@ class ResNet(nn.Module):
                              kernel_init=conv_kernel_init)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train,
                              momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype)
+    for name, value, allowed in (("stem_conv", self.stem_conv, STEM_CONVS),
+                                 ("stem_norm", self.stem_norm, STEM_NORMS),
+                                 ("pooling", self.pooling, POOLINGS)):
+      if value not in allowed:
+        raise ValueError(f"ResNet `{name}` must be one of {allowed}; found {value!r}.")
     features = {}
     x = x.astype(self.dtype)
     if self.stem == "imagenet":
-      x = conv(self.width, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name="stem_conv")(x)
-      x = nn.relu(norm(name="stem_bn")(x))
+      x = self._stem_conv(x, 7, 2, train)
+      x = nn.relu(self._stem_norm(x, norm, train))
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     else:
-      x = conv(self.width, (3, 3), padding=((1, 1), (1, 1)), name="stem_conv")(x)
-      x = nn.relu(norm(name="stem_bn")(x))
+      x = self._stem_conv(x, 3, 1, train)
+      x = nn.relu(self._stem_norm(x, norm, train))
     features["stem"] = x
     block_cls = BLOCKS[self.block]
     for i, num_blocks in enumerate(self.stage_sizes):
@@ -155,12 +190,43 @@ class ResNet(nn.Module):
                       zero_init_residual=self.zero_init_residual,
                       name=f"stage{i + 1}_block{j + 1}")(x)
       features[f"stage{i + 1}"] = x
-    x = jnp.mean(x, axis=(1, 2))
+    if self.pooling == "average":
+      x = jnp.mean(x, axis=(1, 2))
+    else:
+      if self.pooling_reduce_dim:
+        x = conv(self.pooling_reduce_dim, (1, 1), name="gcp_reduce_conv")(x)
+        x = nn.relu(norm(name="gcp_reduce_bn")(x))
+      x = jv_nn.CovariancePooling(method=self.pooling_method, num_iters=self.pooling_num_iters,
+                                  eps=self.pooling_eps, name="gcp")(x)
     features["pooled"] = x
     if self.num_classes:
       x = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
     x = x.astype(jnp.float32)
     return (x, features) if return_features else x
+
+
+  def _stem_conv(self, x, size: int, stride: int, train: bool):
+    """conv1 (the "Pre-SVD layer" when the stem norm whitens): plain, SN or SOC."""
+    pad = ((size // 2, size // 2),) * 2
+    if self.stem_conv == "conv":
+      return nn.Conv(self.width, (size, size), (stride, stride), padding=pad, use_bias=False,
+                     dtype=self.dtype, kernel_init=conv_kernel_init, name="stem_conv")(x)
+    if self.stem_conv == "spectral_norm":
+      return jv_nn.SpectralNormConv(self.width, (size, size), stride, padding=pad,
+                                    use_bias=False, dtype=self.dtype, name="stem_conv")(x, train)
+    if stride != 1:
+      raise ValueError(f"ResNet stem_conv='orthogonal' (SOC) needs stride 1, i.e. "
+                       f"stem='cifar'; found stem={self.stem!r}.")
+    return jv_nn.SOCConv(self.width, size, use_bias=False, dtype=self.dtype,
+                         name="stem_conv")(x, train)
+
+  def _stem_norm(self, x, norm, train: bool):
+    if self.stem_norm == "batchnorm":
+      return norm(name="stem_bn")(x)
+    return jv_nn.DecorrelatedBatchNorm(
+        groups=self.whitening_groups, eps=self.whitening_eps, method=self.whitening_method,
+        num_iters=self.whitening_num_iters, momentum=self.bn_momentum, dtype=self.dtype,
+        name="stem_bn")(x, use_running_average=not train)
 
 
 ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block="basic")

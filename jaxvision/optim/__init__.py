@@ -2,6 +2,11 @@
 
 from jaxvision.optim.factory import (OPTIMIZERS, SCHEDULES, create_optimizer, create_schedule,
                                      list_optimizers, matrix_params_mask, register_optimizer)
+from jaxvision.optim import orthogonal  # noqa: F401  (registers "sgd_torch")
+from jaxvision.optim.orthogonal import (SGDTorchState, nearest_orthogonal_gradient, olr_switch,
+                                        optimal_learning_rate, path_mask, sgd_torch)
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "create_optimizer", "create_schedule", "list_optimizers",
-           "matrix_params_mask", "register_optimizer"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "SGDTorchState", "create_optimizer", "create_schedule",
+           "list_optimizers", "matrix_params_mask",
+           "nearest_orthogonal_gradient", "olr_switch", "optimal_learning_rate", "path_mask",
+           "register_optimizer", "sgd_torch"]

@@ -9,6 +9,7 @@ config section is::
   optimizer.schedule        "constant" | "cosine" | "linear" (decay after warmup)
   optimizer.warmup_steps    linear warmup from 0 to the peak
   optimizer.end_lr_factor   final rate as a fraction of the peak (cosine, linear)
+  optimizer.schedule_kwargs schedule-specific options ("step": every_steps, factor)
   optimizer.weight_decay    decay coefficient (coupled L2 for sgd/adam, decoupled for adamw)
   optimizer.decay_all_params  also decay 1-D parameters (BatchNorm scales, biases)
   optimizer.grad_clip_norm  clip by global norm first; 0 disables
@@ -50,15 +51,33 @@ def _linear(peak: float, decay_steps: int, end_lr_factor: float) -> optax.Schedu
   return optax.linear_schedule(peak, peak * end_lr_factor, max(decay_steps, 1))
 
 
+@SCHEDULES.register("step")
+def _step(peak: float, decay_steps: int, end_lr_factor: float, *, every_steps: int,
+          factor: float = 0.1) -> optax.Schedule:
+  """PyTorch ``StepLR``: ``peak * factor ** (t // every_steps)``."""
+  del decay_steps, end_lr_factor
+  if every_steps <= 0:
+    raise ValueError(f"optimizer.schedule_kwargs.every_steps must be positive; found "
+                     f"{every_steps}.")
+  return optax.exponential_decay(peak, every_steps, factor, staircase=True)
+
+
 def create_schedule(name: str, *, learning_rate: float, total_steps: int, warmup_steps: int = 0,
-                    end_lr_factor: float = 0.0) -> optax.Schedule:
-  """Linear warmup from 0 over ``warmup_steps``, then schedule ``name`` until ``total_steps``."""
+                    end_lr_factor: float = 0.0, **schedule_kwargs) -> optax.Schedule:
+  """Linear warmup from 0 over ``warmup_steps``, then schedule ``name`` until ``total_steps``.
+
+  ``schedule_kwargs`` are the schedule's own options (``every_steps``/``factor`` for
+  ``"step"``)."""
   if learning_rate < 0:
     raise ValueError(f"optimizer.learning_rate must be >= 0; found {learning_rate}.")
   if not 0 <= warmup_steps <= total_steps:
     raise ValueError(f"optimizer.warmup_steps must be in [0, total_steps={total_steps}]; "
                      f"found {warmup_steps}.")
-  decay = SCHEDULES.get(name)(learning_rate, total_steps - warmup_steps, end_lr_factor)
+  try:
+    decay = SCHEDULES.get(name)(learning_rate, total_steps - warmup_steps, end_lr_factor,
+                                **schedule_kwargs)
+  except TypeError as e:
+    raise TypeError(f"schedule {name!r}: bad option in optimizer.schedule_kwargs: {e}") from None
   if not warmup_steps:
     return decay
   warmup = optax.linear_schedule(0.0, learning_rate, warmup_steps)
@@ -94,7 +113,8 @@ def create_optimizer(opt_config, total_steps: int
   """Builds ``(tx, schedule)`` from the ``config.optimizer`` section (module docstring)."""
   schedule = create_schedule(opt_config.schedule, learning_rate=opt_config.learning_rate,
                              total_steps=total_steps, warmup_steps=opt_config.warmup_steps,
-                             end_lr_factor=opt_config.end_lr_factor)
+                             end_lr_factor=opt_config.end_lr_factor,
+                             **dict(opt_config.get("schedule_kwargs", {})))
   if opt_config.weight_decay < 0:
     raise ValueError(f"optimizer.weight_decay must be >= 0; found {opt_config.weight_decay}.")
   decay_mask: Callable | None = None if opt_config.decay_all_params else matrix_params_mask

@@ -27,7 +27,8 @@ import ml_collections
 ConfigDict = ml_collections.ConfigDict
 
 # Sections whose keys are component options, validated by the component itself.
-FREE_FORM = ("model", "data.kwargs", "loss.kwargs", "optimizer.kwargs")
+FREE_FORM = ("model", "data.kwargs", "loss.kwargs", "optimizer.kwargs",
+             "optimizer.schedule_kwargs", "regularizers")
 REPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_CONFIG = "quickstart"
 
@@ -58,12 +59,20 @@ def default_config() -> ConfigDict:
   c.loss.name = "softmax_cross_entropy"
   c.loss.kwargs = ConfigDict()
 
+  # Parameter regularisers added to the loss: {name: {"pattern": regex on parameter paths
+  # such as "stem_conv/kernel", "weight": float}}, name from jaxvision.losses.REGULARIZERS.
+  c.regularizers = ConfigDict()
+  # Log log10 of the float64 condition number of every covariance a layer sows (decorrelated
+  # BN, covariance pooling) as train/log10_cond/<layer> (one host callback per step).
+  c.monitor_conditioning = False
+
   c.optimizer = ConfigDict()
   c.optimizer.name = "sgd"
   c.optimizer.learning_rate = 0.1
   c.optimizer.schedule = "cosine"
   c.optimizer.warmup_steps = 0
   c.optimizer.end_lr_factor = 0.0
+  c.optimizer.schedule_kwargs = ConfigDict()
   c.optimizer.weight_decay = 5e-4
   c.optimizer.decay_all_params = False
   c.optimizer.grad_clip_norm = 0.0

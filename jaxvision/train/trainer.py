@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 import jaxvision
 from jaxvision import data as data_lib
-from jaxvision import models, optim
+from jaxvision import losses, models, ops, optim
 from jaxvision.train import config as config_lib
 from jaxvision.train import logging as logging_lib
 from jaxvision.train import sharding as sharding_lib
@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+INTERMEDIATES = "intermediates"
+SOWN_COVARIANCE = "covariance"
+COND_PREFIX = "train/log10_cond/"  # monitors: inf is a valid reading (singular covariance)
+
+Regularizer = Callable[[Any], dict]
 
 
 class NonFiniteError(FloatingPointError):
@@ -73,6 +78,7 @@ class Experiment:
   abstract_state: TrainState
   state_sharding: Any
   batch_sharding: jax.sharding.NamedSharding
+  regularizer: Regularizer | None = None
 
   def init_state(self) -> TrainState:
     """A freshly initialised train state, created directly into its shardings.
@@ -97,11 +103,43 @@ def create_train_state_fn(model, tx: optax.GradientTransformation, input_shape: 
     variables = model.init({"params": param_rng, "dropout": dropout_rng},
                            jnp.zeros((1, *input_shape), jnp.float32), train=False)
     variables = dict(variables)
+    variables.pop(INTERMEDIATES, None)  # sown diagnostics are per-step outputs, not state
     params = variables.pop("params")
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
                       opt_state=tx.init(params), rng=state_rng, apply_fn=model.apply, tx=tx)
 
   return init_fn
+
+
+def create_regularizer(regularizers) -> Regularizer | None:
+  """``params -> {name: weighted penalty}`` from ``config.regularizers``, or ``None``.
+
+  Each entry ``name: {"pattern": regex, "weight": w}`` adds ``w * sum(fn(p))`` over the
+  parameters whose '/'-joined path matches ``pattern`` (``re.search``), with ``fn`` the
+  regulariser registered as ``name`` in :data:`jaxvision.losses.REGULARIZERS`.
+  """
+  entries = []
+  for name, spec in dict(regularizers).items():
+    spec = dict(spec)
+    if set(spec) != {"pattern", "weight"}:
+      raise ValueError(f"config field 'regularizers.{name}' must have exactly the keys "
+                       f"'pattern' and 'weight'; found {sorted(spec)}.")
+    entries.append((name, losses.REGULARIZERS.get(name), spec["pattern"], float(spec["weight"])))
+  if not entries:
+    return None
+
+  def regularizer(params) -> dict:
+    out = {}
+    for name, fn, pattern, weight in entries:
+      mask = optim.path_mask(params, pattern)
+      selected = [p for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask)) if m]
+      if not selected:
+        raise ValueError(f"config field 'regularizers.{name}.pattern' = {pattern!r} matches "
+                         f"no parameter path.")
+      out[name] = weight * sum(fn(p) for p in selected)
+    return out
+
+  return regularizer
 
 
 def _check_divisible(what: str, batch: int, mesh) -> None:
@@ -130,39 +168,66 @@ def build_experiment(config, mesh: jax.sharding.Mesh | None = None) -> Experimen
   abstract_state = jax.eval_shape(init_fn, jax.random.PRNGKey(config.seed))
   state_sharding = sharding_lib.state_shardings(abstract_state, mesh, config.sharding.strategy,
                                                 config.sharding.fsdp_min_size)
+  regularizer = create_regularizer(config.regularizers)
+  if regularizer is not None:
+    jax.eval_shape(regularizer, abstract_state.params)  # fails now if a pattern matches nothing
   return Experiment(config, mesh, model, task, tx, schedule, train_source, eval_source, init_fn,
-                    abstract_state, state_sharding, sharding_lib.batch_sharding(mesh))
+                    abstract_state, state_sharding, sharding_lib.batch_sharding(mesh), regularizer)
 
 
-def make_train_step(task: Task, schedule: optax.Schedule
+def _conditioning_metrics(intermediates) -> dict:
+  """``train/log10_cond/<layer>``: median log10 float64 condition number of each sown
+  covariance (over its groups / batch), for layers that sow ``"covariance"``."""
+  metrics = {}
+  for path, cov in jax.tree_util.tree_flatten_with_path(intermediates)[0]:
+    keys = [getattr(k, "key", getattr(k, "idx", None)) for k in path]
+    if SOWN_COVARIANCE not in keys:
+      continue
+    layer = "/".join(str(k) for k in keys[:keys.index(SOWN_COVARIANCE)])
+    kappa = ops.condition_number(cov)
+    metrics[f"{COND_PREFIX}{layer}"] = jnp.median(jnp.log10(kappa.astype(jnp.float32)))
+  return metrics
+
+
+def make_train_step(task: Task, schedule: optax.Schedule, regularizer: Regularizer | None = None,
+                    monitor_conditioning: bool = False
                     ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
   """The pure train step: forward with batch statistics, loss, grads, optimizer update.
 
-  Returns scalar metrics ``train/loss``, ``train/lr`` (the rate this step used),
-  ``train/grad_norm``, ``train/param_norm`` and the task's training metrics.
+  The loss is the task's mean loss plus the ``regularizer`` penalties (if any). Returns
+  scalar metrics ``train/loss``, ``train/lr`` (the rate this step used),
+  ``train/grad_norm``, ``train/param_norm``, ``train/reg/<name>``, the task's training
+  metrics and, with ``monitor_conditioning``, ``train/log10_cond/<layer>``.
   """
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-    mutable = list(state.model_state)
+    mutable = list(state.model_state) + ([INTERMEDIATES] if monitor_conditioning else [])
 
     def loss_fn(params):
       variables = {"params": params, **state.model_state}
       outputs = state.apply_fn(variables, batch[task.input_key], train=True, mutable=mutable,
                                rngs={"dropout": state.step_rng()})
       outputs, new_model_state = outputs if mutable else (outputs, {})
-      loss = jnp.mean(task.loss(outputs, batch))
-      return loss, (outputs, new_model_state)
+      new_model_state = dict(new_model_state)
+      intermediates = new_model_state.pop(INTERMEDIATES, {})
+      task_loss = jnp.mean(task.loss(outputs, batch))
+      penalties = regularizer(params) if regularizer is not None else {}
+      loss = task_loss + sum(penalties.values())
+      return loss, (outputs, new_model_state, intermediates, penalties)
 
-    (loss, (outputs, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
+    (loss, (outputs, new_model_state, intermediates, penalties)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"train/loss": loss, "train/lr": schedule(state.step),
                "train/grad_norm": optax.tree.norm(grads),
                "train/param_norm": optax.tree.norm(params)}
+    metrics.update({f"train/reg/{k}": v for k, v in penalties.items()})
     metrics.update({f"train/{k}": v for k, v in task.train_metrics(outputs, batch).items()})
+    if monitor_conditioning:
+      metrics.update(_conditioning_metrics(intermediates))
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                              model_state=dict(new_model_state))
+                              model_state=new_model_state)
     return new_state, metrics
 
   return train_step
@@ -187,7 +252,8 @@ def make_eval_step(task: Task) -> Callable[[TrainState, dict], dict]:
 def jit_steps(exp: Experiment) -> tuple[Callable, Callable]:
   """``(train_step, eval_step)`` jitted with the experiment's shardings; the state is donated."""
   repl = sharding_lib.replicated(exp.mesh)
-  train_step = jax.jit(make_train_step(exp.task, exp.schedule),
+  train_step = jax.jit(make_train_step(exp.task, exp.schedule, exp.regularizer,
+                                       exp.config.monitor_conditioning),
                        in_shardings=(exp.state_sharding, exp.batch_sharding),
                        out_shardings=(exp.state_sharding, repl), donate_argnums=(0,))
   eval_step = jax.jit(make_eval_step(exp.task),
@@ -240,7 +306,7 @@ class _MetricLog:
     """Checks step ``step``'s metrics (fetched to host) and logs at log steps."""
     host = {k: float(v) for k, v in jax.device_get(metrics).items()}
     for k, v in host.items():
-      if not math.isfinite(v):
+      if not math.isfinite(v) and not k.startswith(COND_PREFIX):
         raise NonFiniteError(step, k, v)
     self.window.append(host)
     if step % self.config.log_every_steps == 0 or step == self.config.total_steps:

@@ -119,3 +119,15 @@ def test_synthetic_dataset_is_deterministic_and_validated():
   assert a.info.num_classes == 10 and a.info.image_shape == (16, 16, 3)
   with pytest.raises(ValueError, match="num_classes"):
     create_dataset("synthetic", "train", num_classes=1)
+
+
+def test_gratings_classes_are_orientations():
+  src = create_dataset("gratings", "train", num_examples=200, noise=0.0)
+  assert src.info.num_classes == 10 and src.info.image_shape == (16, 16, 3)
+  # Noise-free gratings are constant along their stripes: for class 0 (orientation 0,
+  # stripes along y) every column is constant.
+  zero = src.images[src.labels == 0]
+  assert zero.size and np.allclose(zero, zero[:, :1, :, :], atol=1e-5)
+  test = create_dataset("gratings", "test", num_examples=200)
+  assert not np.array_equal(test.images, create_dataset("gratings", "train",
+                                                        num_examples=200).images)

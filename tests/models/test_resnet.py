@@ -101,3 +101,40 @@ def test_bad_inputs_raise_clear_errors(kwargs, shape, match):
   model = create_model("resnet18", num_classes=3, **kwargs)
   with pytest.raises(ValueError, match=match):
     model.init(jax.random.PRNGKey(0), jnp.zeros(shape))
+
+
+@pytest.mark.parametrize("kwargs,sown", [
+    (dict(stem_norm="decorrelated"), ("stem_bn", (1, 8, 8))),
+    (dict(stem_norm="decorrelated", stem_conv="orthogonal"), ("stem_bn", (1, 8, 8))),
+    (dict(stem_conv="spectral_norm"), None),
+    (dict(pooling="covariance", pooling_reduce_dim=6, pooling_method="eigh",
+          pooling_eps=1e-3), ("gcp", (4, 6, 6))),
+])
+def test_svd_meta_layer_variants(kwargs, sown):
+  model = create_model("resnet18", num_classes=5, stem="cifar", width=8, stage_sizes=(1, 1),
+                       **kwargs)
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 8, 3))
+  variables = _init(model, x)
+  assert "intermediates" not in variables or kwargs.get("stem_conv") == "spectral_norm"
+  logits, updates = jax.jit(functools.partial(
+      model.apply, train=True, mutable=["batch_stats", "intermediates"]))(variables, x)
+  assert logits.shape == (4, 5) and np.all(np.isfinite(logits))
+  if sown is not None:
+    layer, shape = sown
+    assert updates["intermediates"][layer]["covariance"][0].shape == shape
+  if kwargs.get("pooling") == "covariance":
+    pooled = jax.jit(functools.partial(model.apply, return_features=True))(variables, x)[1]
+    assert pooled["pooled"].shape == (4, 6 * 7 // 2)
+  grads = jax.grad(lambda p: jnp.sum(model.apply(
+      {**variables, "params": p}, x, train=True, mutable=["batch_stats"])[0]))(
+          variables["params"])
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_orthogonal_stem_needs_the_cifar_stem():
+  model = create_model("resnet18", num_classes=3, stem="imagenet", width=8,
+                       stem_conv="orthogonal")
+  with pytest.raises(ValueError, match="stride 1"):
+    _init(model, jnp.zeros((1, 16, 16, 3)))
+  with pytest.raises(ValueError, match="stem_norm"):
+    _init(create_model("resnet18", stem_norm="zca"), jnp.zeros((1, 16, 16, 3)))

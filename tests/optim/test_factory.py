@@ -28,6 +28,12 @@ def test_warmup_then_cosine_schedule_closed_form():
     frac = (t - 10) / 100
     expected = 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac))
     assert float(sched(t)) == pytest.approx(expected, rel=1e-5)
+  step = optim.create_schedule("step", learning_rate=1.0, total_steps=100, every_steps=30,
+                               factor=0.5)
+  assert [float(step(t)) for t in (0, 29, 30, 59, 60, 99)] == pytest.approx(
+      [1, 1, 0.5, 0.5, 0.25, 0.125])
+  with pytest.raises(TypeError, match="schedule_kwargs"):
+    optim.create_schedule("cosine", learning_rate=1.0, total_steps=10, every_steps=3)
   lin = optim.create_schedule("linear", learning_rate=2.0, total_steps=4)
   assert [float(lin(t)) for t in range(5)] == pytest.approx([2.0, 1.5, 1.0, 0.5, 0.0])
 

@@ -171,3 +171,45 @@ def test_full_scale_configs_run_in_their_tiny_variant(tmp_path, spec):
   config_lib.apply_overrides(config, [("progress_bar", "False")])
   results = trainer.train(config, tmp_path / "run")
   assert np.isfinite(results["train/loss"]) and 0 <= results["eval/accuracy"] <= 1
+
+
+def test_regularizer_and_conditioning_monitor_are_logged(tmp_path):
+  config = tiny_config(total_steps=2, **{"model": dict(stem="cifar", width=4,
+                                                       stem_norm="decorrelated"),
+                                         "monitor_conditioning": True,
+                                         "regularizers": dict(orthogonality=dict(
+                                             pattern="stem_conv/kernel", weight=0.5))})
+  trainer.train(config, tmp_path / "run")
+  record = logging_lib.read_metrics(tmp_path / "run")[0]
+  assert 0.0 < record["train/log10_cond/stem_bn"] < 8
+  assert record["train/reg/orthogonality"] > 0
+  # The logged loss includes the penalty.
+  from jaxvision.losses import orthogonality_loss
+  exp = trainer.build_experiment(config)
+  state = exp.init_state()
+  penalty = 0.5 * float(orthogonality_loss(state.params["stem_conv"]["kernel"]))
+  assert record["train/reg/orthogonality"] == pytest.approx(penalty, rel=1e-5)
+  assert "intermediates" not in state.model_state
+
+
+def test_regularizer_errors_name_the_field():
+  with pytest.raises(ValueError, match="regularizers.orthogonality.pattern"):
+    trainer.build_experiment(tiny_config(regularizers=dict(
+        orthogonality=dict(pattern="no_such_layer", weight=1.0))))
+  with pytest.raises(ValueError, match="'pattern' and 'weight'"):
+    trainer.build_experiment(tiny_config(regularizers=dict(orthogonality=dict(weight=1.0))))
+  with pytest.raises(KeyError, match="unknown regularizer"):
+    trainer.build_experiment(tiny_config(regularizers=dict(
+        smoothness=dict(pattern="kernel", weight=1.0))))
+
+
+@pytest.mark.parametrize("spec", ["svd_conditioning/cifar_dbn:tiny,nog_ow_olr",
+                                  "svd_conditioning/imagenet_gcp:tiny,ns",
+                                  "svd_conditioning/toy:tiny,sn"])
+def test_svd_conditioning_configs_run_tiny(tmp_path, spec):
+  from jaxvision.train import config as config_lib
+  config = config_lib.load_config(spec)
+  config_lib.apply_overrides(config, [("progress_bar", "False")])
+  results = trainer.train(config, tmp_path / "run")
+  assert np.isfinite(results["train/loss"])
+  assert any(k.startswith("train/log10_cond/") for k in results)

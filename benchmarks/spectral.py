@@ -1,0 +1,466 @@
+r"""Matrix square roots, forward + backward: jaxvision's methods vs PyTorch and plain JAX.
+
+  python benchmarks/spectral.py                # CPU: benchmarks/results/spectral.{json,md}
+  python benchmarks/spectral.py --accelerator  # GPU/TPU: benchmarks/results/spectral_<platform>.*
+  python benchmarks/spectral.py --sizes 32 --reps 3 --out /tmp/s   # seconds-long smoke run
+
+What is measured (issue 3, spec svd-covariance-conditioning Sec. 2): the wall time of one
+jitted ``jax.grad`` of ``loss(P) = sum(F(P) * C)`` -- the forward ``F`` plus its backward --
+for ``F = sqrtm`` and ``F = inv_sqrtm`` (``jaxvision.ops``) on a batch of 64 float32
+matrices ``P = A A^T / n + 1e-3 I`` (``A`` standard normal ``n x n``; condition numbers in
+the thousands, reported), ``C`` a fixed standard-normal cotangent, for ``n`` = 64, 128, 256
+and every method:
+
+* ``eigh``               -- ``eigh`` forward, the exact Loewner (Daleckii-Krein) custom VJP;
+* ``newton_schulz``      -- coupled Newton-Schulz, ``num_iters`` = 5 and 10, Lyapunov
+                            backward (8 coupled NS steps, the default);
+* ``pade``               -- MPA-Lya: [5/5] Pade forward, the same Lyapunov backward;
+* ``taylor``             -- ``eigh`` forward, eqs. (5)-(7) with the 9-term Taylor ``K``;
+
+against two baselines computing ``U f(Lambda) U^T`` from an eigendecomposition without a
+custom gradient: plain JAX (``jnp.linalg.eigh``, autodiff through JAX's ``eigh`` rule, also
+jitted) and PyTorch (``torch.linalg.eigh`` + autograd, ``U @ diag_embed(f(lam)) @ U.mT``,
+the way a PyTorch user writes it; eager mode, what PyTorch users run).
+
+Every timing calls the function once and waits for the result (``block_until_ready``;
+``torch.cuda.synchronize`` on GPU). After compiling and one warm-up call of every
+variant, the repetitions go round-robin over *all* variants of one size, JAX and PyTorch
+interleaved (the starting variant rotates each round), so machine noise hits every variant
+alike; the tables report medians. The machine load average is recorded: on a shared CPU the
+LAPACK ``eigh`` of both frameworks is the first to suffer (its BLAS threads spin).
+
+FLOPs are counted analytically for the methods whose cost is matrix products, per matrix,
+with ``M = 2 n^3`` the FLOPs of one ``n x n`` product (elementwise work not counted):
+
+* ``newton_schulz``, ``T`` iterations: forward ``3 T M`` (``Z Y``, ``Y T``, ``T Z``);
+  Lyapunov backward ``6 M`` per coupled step (``b b``, ``c (3I - b^2)``, ``b^2 c``, ``b c b``
+  twice, ``b (3I - b^2)``) x 8 steps = ``48 M``; ``inv_sqrtm`` adds ``2 M`` for the adjoint
+  ``S G S`` of the inverse. Total ``(3 T + 48) M`` (``sqrtm``), ``(3 T + 50) M``
+  (``inv_sqrtm``). Matrix products only.
+* ``pade``: forward ``4 M`` (powers ``x^2..x^5``) + one ``n x n`` solve with ``n``
+  right-hand sides (LU ``2 n^3 / 3`` + triangular solves ``2 n^3`` = ``4 M / 3``); backward
+  ``48 M``; ``inv_sqrtm`` adds a second solve (``4 M / 3``) and its adjoint (a transposed
+  solve ``M`` + one product ``M``). Mostly, not only, matrix products.
+* ``eigh``-based methods (``eigh``, ``taylor``, the baselines) are dominated by the LAPACK
+  eigensolver (tridiagonalisation, BLAS-2 bound): no FLOP rate is reported for them.
+
+The peak those FLOP rates are compared with is the matmul of the same shapes, a batched
+float32 ``(64, n, n) @ (64, n, n)`` (the faster of ``jnp.matmul`` at
+``Precision.HIGHEST``, as the kernels run it, and ``torch.bmm``), measured in the same run
+as a chain of 8 such products per call (one product alone is dominated by the per-call
+dispatch at small ``n``, which the kernels' loops amortise; its rate is recorded too);
+a ``4096^2`` GEMM is reported for reference. The issue's CPU goals: ``eigh`` with its custom
+gradient at least as fast as PyTorch's ``eigh`` (ratio >= 1), and the matmul-only method
+(``newton_schulz``) at >= 70% of the batched-matmul peak at every iteration count. The
+forward relative error of each method against a float64 ``eigh`` reference is reported too
+(Newton-Schulz and Pade are not converged at these condition numbers).
+
+On a machine whose first JAX device is an accelerator, the same benchmark runs there (PyTorch
+on CUDA if it has it, else PyTorch is left out) and writes ``spectral_<platform>.{json,md}``;
+``--accelerator`` refuses to run without one; ``--cpu`` forces the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BATCH = 64
+DEFAULT_SIZES = (64, 128, 256)
+DEFAULT_REPS = {64: 15, 128: 9, 256: 5}
+NS_ITERS = (5, 10)
+CHAIN = 8  # batched products per call in the matmul-peak measurement
+BACKWARD_ITERS = 8  # jaxvision's default Lyapunov steps (MPA-Lya's 8)
+FUNCTIONS = ("sqrtm", "inv_sqrtm")
+GOAL_EIGH_VS_TORCH = 1.0
+GOAL_FRACTION_OF_PEAK = 0.70
+
+
+def analytic_flops(method: str, fn: str, n: int, num_iters: int = 0) -> float | None:
+  """FLOPs of one forward + backward per matrix (module docstring); ``None`` if eigh-bound."""
+  m = 2.0 * n**3
+  solve = 4.0 * m / 3.0
+  if method == "newton_schulz":
+    return (3 * num_iters + 6 * BACKWARD_ITERS + (2 if fn == "inv_sqrtm" else 0)) * m
+  if method == "pade":
+    flops = 4 * m + solve + 6 * BACKWARD_ITERS * m
+    return flops + (solve + 2 * m if fn == "inv_sqrtm" else 0.0)
+  return None
+
+
+def _variants():
+  """``(label, method, kwargs)``: the jaxvision methods, then the two baselines."""
+  out = [("eigh", "eigh", {})]
+  out += [(f"newton_schulz T={t}", "newton_schulz", {"num_iters": t}) for t in NS_ITERS]
+  out += [("pade", "pade", {}), ("taylor", "taylor", {}),
+          ("jnp.linalg.eigh autodiff", "jax_plain", {}), ("torch.linalg.eigh autograd",
+                                                         "torch", {})]
+  return out
+
+
+def _cpu_name() -> str:
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
+
+
+def _load() -> list[float] | None:
+  try:
+    return [round(x, 2) for x in os.getloadavg()]
+  except OSError:
+    return None
+
+
+def run(sizes, reps_for, warmup: int, log=print) -> dict:
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from jaxvision import ops
+
+  dev = jax.devices()[0]
+  plat = dev.platform
+  try:
+    import torch
+  except ImportError:  # the comparison is optional; the JAX numbers still stand
+    torch = None
+  tdev = None
+  if torch is not None:
+    if plat == "cpu":
+      tdev = "cpu"
+      torch.set_num_threads(os.cpu_count())
+    elif plat == "gpu" and torch.cuda.is_available():
+      tdev = "cuda"
+      torch.backends.cuda.matmul.allow_tf32 = False  # full float32, as Precision.HIGHEST
+  tsync = (lambda: torch.cuda.synchronize()) if tdev == "cuda" else (lambda: None)
+  highest = jax.lax.Precision.HIGHEST
+
+  def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+  def jax_plain(fn):
+    def f(p):
+      lam, u = jnp.linalg.eigh(p)
+      val = jnp.sqrt(lam) if fn == "sqrtm" else jax.lax.rsqrt(lam)
+      return jnp.matmul(u * val[..., None, :], jnp.swapaxes(u, -1, -2), precision=highest)
+    return f
+
+  def torch_step(fn, tp, tc):
+    def step():
+      tp.grad = None
+      lam, u = torch.linalg.eigh(tp)
+      val = lam.sqrt() if fn == "sqrtm" else lam.rsqrt()
+      out = u @ torch.diag_embed(val) @ u.mT
+      (out * tc).sum().backward()
+      tsync()
+      return tp.grad
+    return step
+
+  # --- Reference peaks: a large GEMM, then per size the batched matmul of the same shapes.
+  rng = np.random.default_rng(0)
+  big = 4096 if plat != "cpu" or max(sizes) >= 128 else 1024  # small: smoke runs
+  a = rng.standard_normal((big, big), dtype=np.float32)
+  ja = jax.device_put(a, dev)
+  gemm = jax.jit(lambda x: jnp.matmul(x, x, precision=highest))
+  jax.block_until_ready(gemm(ja))
+  gemm_j, gemm_t = [], []
+  ta = torch.from_numpy(a).to(tdev) if tdev else None
+  if tdev:
+    torch.mm(ta, ta)
+    tsync()
+  for _ in range(3):
+    gemm_j.append(timed(lambda: jax.block_until_ready(gemm(ja))))
+    if tdev:
+      gemm_t.append(timed(lambda: (torch.mm(ta, ta), tsync())))
+  del ja, ta
+  gemm_report = {
+      "n": big, "jax_gflop_per_s": 2 * big**3 / statistics.median(gemm_j) / 1e9,
+      "torch_gflop_per_s": 2 * big**3 / statistics.median(gemm_t) / 1e9 if gemm_t else None}
+  log(f"GEMM {big}^2: {gemm_report}")
+
+  per_size = {}
+  for n in sizes:
+    reps = reps_for(n)
+    amat = rng.standard_normal((BATCH, n, n), dtype=np.float32)
+    p_np = (amat @ np.swapaxes(amat, -1, -2) / n + 1e-3 * np.eye(n, dtype=np.float32))
+    p_np = (0.5 * (p_np + np.swapaxes(p_np, -1, -2))).astype(np.float32)
+    c_np = rng.standard_normal((BATCH, n, n), dtype=np.float32)
+    p64 = p_np.astype(np.float64)
+    lam64, u64 = np.linalg.eigh(p64)
+    kappa = lam64[:, -1] / lam64[:, 0]
+    ref = {"sqrtm": (u64 * np.sqrt(lam64)[:, None, :]) @ np.swapaxes(u64, -1, -2),
+           "inv_sqrtm": (u64 / np.sqrt(lam64)[:, None, :]) @ np.swapaxes(u64, -1, -2)}
+    jp, jc = jax.device_put(p_np, dev), jax.device_put(c_np, dev)
+
+    # Batched-matmul peak of these shapes: a chain of CHAIN dependent products
+    # x <- x @ q (q orthogonal, so x stays bounded) per call, so that the per-call dispatch
+    # cost, which dominates one small product, is amortised as it is inside the kernels'
+    # loops. The single-product time is recorded too.
+    q_np = np.linalg.qr(rng.standard_normal((BATCH, n, n)))[0].astype(np.float32)
+    jq = jax.device_put(q_np, dev)
+    one = jax.jit(lambda x, y: jnp.matmul(x, y, precision=highest))
+    chain = jax.jit(lambda x, y: jax.lax.fori_loop(
+        0, CHAIN, lambda _, z: jnp.matmul(z, y, precision=highest), x))
+    jax.block_until_ready((one(jp, jq), chain(jp, jq)))
+    if tdev:
+      tpp, tqq = torch.from_numpy(p_np).to(tdev), torch.from_numpy(q_np).to(tdev)
+
+      def tchain():
+        z = tpp
+        for _ in range(CHAIN):
+          z = torch.bmm(z, tqq)
+        tsync()
+
+      tchain()
+    one_j, chain_j, one_t, chain_t = [], [], [], []
+    for _ in range(max(reps, 5)):
+      one_j.append(timed(lambda: jax.block_until_ready(one(jp, jq))))
+      chain_j.append(timed(lambda: jax.block_until_ready(chain(jp, jq))))
+      if tdev:
+        one_t.append(timed(lambda: (torch.bmm(tpp, tqq), tsync())))
+        chain_t.append(timed(tchain))
+    mm_flops = BATCH * 2.0 * n**3
+    rate = lambda ts, k: k * mm_flops / statistics.median(ts) / 1e9 if ts else None
+    batched = {"jax_gflop_per_s": rate(chain_j, CHAIN), "torch_gflop_per_s": rate(chain_t, CHAIN),
+               "jax_single_call_gflop_per_s": rate(one_j, 1),
+               "torch_single_call_gflop_per_s": rate(one_t, 1), "chain": CHAIN}
+    batched["peak_gflop_per_s"] = max(batched["jax_gflop_per_s"],
+                                      batched["torch_gflop_per_s"] or 0.0)
+    peak = batched["peak_gflop_per_s"] * 1e9
+
+    # Build every variant: (key, callable doing one fwd+bwd and waiting for it).
+    calls, meta = {}, {}
+    for fn in FUNCTIONS:
+      for label, method, kw in _variants():
+        key = f"{fn} | {label}"
+        if method == "torch":
+          if not tdev:
+            continue
+          tp = torch.from_numpy(p_np).to(tdev).requires_grad_(True)
+          tc = torch.from_numpy(c_np).to(tdev)
+          step = torch_step(fn, tp, tc)
+          t0 = time.perf_counter()
+          step()
+          with torch.no_grad():
+            lam, u = torch.linalg.eigh(tp)
+            val = lam.sqrt() if fn == "sqrtm" else lam.rsqrt()
+            fwd = (u @ torch.diag_embed(val) @ u.mT).cpu().numpy()
+          calls[key] = step
+          meta[key] = {"framework": "torch", "first_call_s": time.perf_counter() - t0}
+        else:
+          if method == "jax_plain":
+            f = jax_plain(fn)
+          else:
+            f = (lambda fn_, m_, kw_: lambda p: getattr(ops, fn_)(p, method=m_, **kw_))(
+                fn, method, kw)
+          grad = jax.jit(jax.grad(lambda p, c, f=f: jnp.sum(f(p) * c)))
+          t0 = time.perf_counter()
+          compiled = grad.lower(jp, jc).compile()
+          compile_s = time.perf_counter() - t0
+          calls[key] = (lambda g: lambda: jax.block_until_ready(g(jp, jc)))(compiled)
+          fwd = np.asarray(jax.jit(f)(jp))
+          meta[key] = {"framework": "jax", "compile_s": compile_s}
+        err = np.linalg.norm(fwd - ref[fn], axis=(-2, -1)) / np.linalg.norm(ref[fn],
+                                                                            axis=(-2, -1))
+        meta[key].update(fn=fn, label=label, method=method, **kw,
+                         forward_rel_error_median=float(np.median(err)))
+        flops = analytic_flops(method, fn, n, kw.get("num_iters", 0))
+        meta[key]["gflop_per_batch"] = flops * BATCH / 1e9 if flops else None
+    for call in calls.values():  # warm-up (first calls, caches, thread pools)
+      for _ in range(warmup):
+        call()
+    times = {k: [] for k in calls}
+    keys = list(calls)
+    for r in range(reps):
+      for i in range(len(keys)):
+        k = keys[(i + r) % len(keys)]
+        times[k].append(timed(calls[k]))
+    results = {}
+    for k, ts in times.items():
+      med = statistics.median(ts)
+      res = dict(meta[k], times_s=ts, median_s=med)
+      if res["gflop_per_batch"]:
+        res["gflop_per_s"] = res["gflop_per_batch"] / med
+        res["fraction_of_batched_peak"] = res["gflop_per_batch"] * 1e9 / med / peak
+      results[k] = res
+    for fn in FUNCTIONS:
+      tk, ek, pk = (f"{fn} | torch.linalg.eigh autograd", f"{fn} | eigh",
+                    f"{fn} | jnp.linalg.eigh autodiff")
+      if tk in results:
+        results[ek]["speedup_vs_torch"] = results[tk]["median_s"] / results[ek]["median_s"]
+      results[ek]["speedup_vs_plain_jax"] = results[pk]["median_s"] / results[ek]["median_s"]
+    per_size[str(n)] = {
+        "n": n, "batch": BATCH, "reps": reps, "condition_number_median": float(np.median(kappa)),
+        "condition_number_max": float(kappa.max()),
+        "batched_matmul": batched,
+        "variants": results, "load_average_after": _load()}
+    log(f"n={n}: done " + ", ".join(f"{k}={v['median_s'] * 1e3:.1f}ms"
+                                     for k, v in results.items()))
+  return {"platform": plat, "device": str(dev.device_kind), "torch_device": tdev,
+          "gemm": gemm_report, "sizes": per_size, "jax": jax.__version__,
+          "torch": torch.__version__ if torch is not None else None}
+
+
+def goals(report: dict) -> dict:
+  """The issue's goals, evaluated per size / function / iteration count."""
+  eigh_rows, ns_rows = [], []
+  for n, s in report["sizes"].items():
+    for fn in FUNCTIONS:
+      e = s["variants"][f"{fn} | eigh"]
+      if "speedup_vs_torch" in e:
+        eigh_rows.append({"n": int(n), "fn": fn, "speedup_vs_torch": e["speedup_vs_torch"],
+                          "met": e["speedup_vs_torch"] >= GOAL_EIGH_VS_TORCH})
+      for t in NS_ITERS:
+        v = s["variants"][f"{fn} | newton_schulz T={t}"]
+        ns_rows.append({"n": int(n), "fn": fn, "num_iters": t,
+                        "fraction_of_batched_peak": v["fraction_of_batched_peak"],
+                        "met": v["fraction_of_batched_peak"] >= GOAL_FRACTION_OF_PEAK})
+  return {
+      "eigh_vs_torch": {"goal": f">= {GOAL_EIGH_VS_TORCH}x", "rows": eigh_rows,
+                        "all_met": bool(eigh_rows) and all(r["met"] for r in eigh_rows)},
+      "newton_schulz_fraction_of_peak": {"goal": f">= {GOAL_FRACTION_OF_PEAK:.0%}",
+                                         "rows": ns_rows,
+                                         "all_met": all(r["met"] for r in ns_rows)},
+  }
+
+
+def markdown(report: dict) -> str:
+  sizes = list(report["sizes"].values())
+  ns = [s["n"] for s in sizes]
+  head = " | ".join(f"n={n}" for n in ns)
+  lines = [f"# Matrix square roots: forward + backward ({report['platform']})", "",
+           f"{report['benchmark']}; {report['machine']}; {report['date']}; jax "
+           f"{report['jax']}, torch {report['torch']} ({report['torch_device']}). "
+           f"Medians of interleaved repetitions ({', '.join(str(s['reps']) for s in sizes)} "
+           f"for n = {', '.join(map(str, ns))}); load average before/after: "
+           f"{report['load_average_before']} / {report['load_average_after']}.", "",
+           "## Time per batch of 64 (ms, forward + backward)", "",
+           f"| function | method | {head} |", "|---|---|" + "---|" * len(ns)]
+  keys = list(sizes[0]["variants"])
+  for k in keys:
+    v0 = sizes[0]["variants"][k]
+    cells = " | ".join(f"{s['variants'][k]['median_s'] * 1e3:.1f}" for s in sizes)
+    lines.append(f"| {v0['fn']} | {v0['label']} | {cells} |")
+  lines += ["", "## Goal 1: `eigh` (Loewner custom gradient) vs PyTorch `eigh` + autograd", "",
+            "Speedup = PyTorch time / jaxvision time (goal >= 1x); plain JAX autodiff "
+            "through `eigh` for comparison.", "",
+            f"| function | vs | {head} |", "|---|---|" + "---|" * len(ns)]
+  for fn in FUNCTIONS:
+    for field, name in (("speedup_vs_torch", "PyTorch"), ("speedup_vs_plain_jax",
+                                                          "plain JAX")):
+      if field in sizes[0]["variants"][f"{fn} | eigh"]:
+        cells = " | ".join(f"{s['variants'][f'{fn} | eigh'][field]:.2f}x" for s in sizes)
+        lines.append(f"| {fn} | {name} | {cells} |")
+  lines += ["", "## Goal 2: matmul-only methods, achieved FLOP/s vs the matmul peak", "",
+            "GFLOP/s (fraction of the batched (64, n, n) @ (64, n, n) float32 matmul peak); "
+            "analytic counts in the script's docstring. Goal >= 70% for `newton_schulz` at "
+            "every iteration count; `pade` (matmuls + LU solves) for reference.", "",
+            f"| function | method | {head} |", "|---|---|" + "---|" * len(ns)]
+  for k in keys:
+    v0 = sizes[0]["variants"][k]
+    if v0.get("gflop_per_batch"):
+      cells = " | ".join(f"{s['variants'][k]['gflop_per_s']:.1f} "
+                         f"({100 * s['variants'][k]['fraction_of_batched_peak']:.0f}%)"
+                         for s in sizes)
+      lines.append(f"| {v0['fn']} | {v0['label']} | {cells} |")
+  cells = " | ".join(f"{s['batched_matmul']['peak_gflop_per_s']:.1f}" for s in sizes)
+  lines.append(f"| | batched-matmul peak | {cells} |")
+  for suffix, name in (("gflop_per_s", "8 chained products"),
+                       ("single_call_gflop_per_s", "one product per call")):
+    cells = " | ".join(
+        " / ".join(f"{b[f'{fw}_{suffix}']:.1f}" if b[f"{fw}_{suffix}"] else "-"
+                   for fw in ("jax", "torch"))
+        for b in (s["batched_matmul"] for s in sizes))
+    lines.append(f"| | XLA / torch, {name} | {cells} |")
+  g = report["gemm"]
+  lines += ["", f"Reference GEMM {g['n']}^2 float32: XLA {g['jax_gflop_per_s']:.1f} GFLOP/s"
+            + (f", torch {g['torch_gflop_per_s']:.1f} GFLOP/s" if g["torch_gflop_per_s"]
+               else "") + ".", "",
+            "## Forward accuracy (median relative Frobenius error vs float64 `eigh`)", "",
+            "Condition numbers (median / max): " + ", ".join(
+                f"n={s['n']}: {s['condition_number_median']:.0f} / "
+                f"{s['condition_number_max']:.0f}" for s in sizes) + ".", "",
+            f"| function | method | {head} |", "|---|---|" + "---|" * len(ns)]
+  for k in keys:
+    v0 = sizes[0]["variants"][k]
+    cells = " | ".join(f"{s['variants'][k]['forward_rel_error_median']:.1e}" for s in sizes)
+    lines.append(f"| {v0['fn']} | {v0['label']} | {cells} |")
+  gl = report["goals"]
+  lines += ["", "## Goals", "",
+            f"- `eigh` >= 1x PyTorch: **{'met' if gl['eigh_vs_torch']['all_met'] else 'not met'}**"
+            + (" (" + ", ".join(f"{r['fn']} n={r['n']}: {r['speedup_vs_torch']:.2f}x"
+                                for r in gl["eigh_vs_torch"]["rows"]) + ")"
+               if gl["eigh_vs_torch"]["rows"] else " (no PyTorch on this device)"),
+            f"- `newton_schulz` >= 70% of the batched-matmul peak: **"
+            f"{'met' if gl['newton_schulz_fraction_of_peak']['all_met'] else 'not met'}** ("
+            + ", ".join(f"{r['fn']} T={r['num_iters']} n={r['n']}: "
+                        f"{100 * r['fraction_of_batched_peak']:.0f}%"
+                        for r in gl["newton_schulz_fraction_of_peak"]["rows"]) + ")", ""]
+  return "\n".join(lines)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
+                      help="comma-separated matrix sizes n")
+  parser.add_argument("--reps", type=int, default=0,
+                      help="repetitions per size (0: 15 / 9 / 5 for n = 64 / 128 / 256)")
+  parser.add_argument("--warmup", type=int, default=1)
+  parser.add_argument("--accelerator", action="store_true",
+                      help="require an accelerator (the first JAX device not a CPU)")
+  parser.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is visible")
+  parser.add_argument("--out", default=str(RESULTS))
+  args = parser.parse_args(argv)
+  if args.cpu and args.accelerator:
+    parser.error("--cpu and --accelerator exclude each other")
+  if args.cpu:
+    os.environ["JAX_PLATFORMS"] = "cpu"
+  sys.path.insert(0, str(ROOT))
+  import jax
+
+  plat = jax.devices()[0].platform
+  if args.accelerator and plat == "cpu":
+    sys.exit("spectral.py --accelerator: no accelerator visible (jax.devices()[0] is a CPU); "
+             "run without --accelerator for the CPU benchmark.")
+  sizes = [int(s) for s in args.sizes.split(",") if s]
+  reps_for = (lambda n: args.reps) if args.reps else (
+      lambda n: DEFAULT_REPS.get(n, 15 if n <= 64 else 9 if n <= 128 else 5))
+  load_before = _load()
+  t0 = time.perf_counter()
+  report = run(sizes, reps_for, args.warmup, log=lambda s: print(s, flush=True))
+  machine = (f"{_cpu_name()}, {os.cpu_count()} cores" if plat == "cpu"
+             else f"{report['device']} ({_cpu_name()} host)")
+  report = {
+      "benchmark": f"jax.grad of sum(F(P) * C), F = sqrtm / inv_sqrtm, batch {BATCH} x n x n "
+                   "float32, P = A A^T / n + 1e-3 I",
+      "date": datetime.date.today().isoformat(), "machine": machine,
+      "cores": os.cpu_count(), "load_average_before": load_before,
+      "load_average_after": _load(), "wall_s": None, **report}
+  report["goals"] = goals(report)
+  report["wall_s"] = time.perf_counter() - t0
+  out = Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  stem = "spectral" if plat == "cpu" else f"spectral_{plat}"
+  (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+  md = markdown(report)
+  (out / f"{stem}.md").write_text(md)
+  print(md)
+
+
+if __name__ == "__main__":
+  main()
