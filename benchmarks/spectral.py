@@ -1,6 +1,7 @@
 r"""Matrix square roots, forward + backward: jaxvision's methods vs PyTorch and plain JAX.
 
   python benchmarks/spectral.py                # CPU: benchmarks/results/spectral.{json,md}
+  python benchmarks/spectral.py --cores 1,all  # ... also with all cores (a second process)
   python benchmarks/spectral.py --accelerator  # GPU/TPU: benchmarks/results/spectral_<platform>.*
   python benchmarks/spectral.py --sizes 32 --reps 3 --out /tmp/s   # seconds-long smoke run
 
@@ -23,8 +24,9 @@ jitted) and PyTorch (``torch.linalg.eigh`` + autograd, ``U @ diag_embed(f(lam)) 
 the way a PyTorch user writes it; eager mode, what PyTorch users run).
 
 Every timing calls the function once and waits for the result (``block_until_ready``;
-``torch.cuda.synchronize`` on GPU). After compiling and one warm-up call of every
-variant, the repetitions go round-robin over *all* variants of one size, JAX and PyTorch
+``torch.cuda.synchronize`` on GPU). The JAX function returns the forward output as an
+auxiliary result of ``jax.grad`` (one more ``(64, n, n)`` write) for the accuracy check.
+After compiling and one untimed call of every variant, the repetitions go round-robin over *all* variants of one size, JAX and PyTorch
 interleaved (the starting variant rotates each round), so machine noise hits every variant
 alike; the tables report medians. The machine load average is recorded: on a shared CPU the
 LAPACK ``eigh`` of both frameworks is the first to suffer (its BLAS threads spin).
@@ -55,6 +57,19 @@ gradient at least as fast as PyTorch's ``eigh`` (ratio >= 1), and the matmul-onl
 forward relative error of each method against a float64 ``eigh`` reference is reported too
 (Newton-Schulz and Pade are not converged at these condition numbers).
 
+CPU configurations. Each runs in its own worker process, JAX and PyTorch together in it:
+``--cores 1`` (the default) pins the worker to one core before either library starts
+(``os.sched_setaffinity``, and ``OMP/OPENBLAS/MKL_NUM_THREADS=1``), so every thread pool --
+XLA's, the OpenBLAS under jaxlib's LAPACK (``eigh``, ``solve``), PyTorch's OpenMP/MKL -- has
+one thread; ``all`` leaves the affinity and the libraries' default pools alone. On a
+machine shared with other jobs only the pinned configuration is reproducible: the
+multi-threaded LAPACK of both frameworks synchronises its threads inside every small
+per-matrix call of the batch, and while another process holds a core each of those waits
+for a scheduler time slice (on the 2-core development machine, with other test runs going,
+all-cores medians differed up to 9x between variants doing nearly the same work and were up
+to 50x slower than pinned ones: ``taylor`` ``sqrtm`` at n = 128, 5.6 s against 0.11 s). Compilations are shared between
+workers through a temporary persistent cache.
+
 On a machine whose first JAX device is an accelerator, the same benchmark runs there (PyTorch
 on CUDA if it has it, else PyTorch is left out) and writes ``spectral_<platform>.{json,md}``;
 ``--accelerator`` refuses to run without one; ``--cpu`` forces the CPU.
@@ -68,7 +83,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -268,20 +285,23 @@ def run(sizes, reps_for, warmup: int, log=print) -> dict:
           else:
             f = (lambda fn_, m_, kw_: lambda p: getattr(ops, fn_)(p, method=m_, **kw_))(
                 fn, method, kw)
-          grad = jax.jit(jax.grad(lambda p, c, f=f: jnp.sum(f(p) * c)))
+          # grad of the loss; the forward output comes along as aux (for its error).
+          grad = jax.jit(jax.grad(lambda p, c, f=f: (jnp.sum(f(p) * c), f(p)), has_aux=True))
           t0 = time.perf_counter()
           compiled = grad.lower(jp, jc).compile()
           compile_s = time.perf_counter() - t0
           calls[key] = (lambda g: lambda: jax.block_until_ready(g(jp, jc)))(compiled)
-          fwd = np.asarray(jax.jit(f)(jp))
-          meta[key] = {"framework": "jax", "compile_s": compile_s}
+          t0 = time.perf_counter()
+          fwd = np.asarray(calls[key]()[1])
+          meta[key] = {"framework": "jax", "compile_s": compile_s,
+                       "first_call_s": time.perf_counter() - t0}
         err = np.linalg.norm(fwd - ref[fn], axis=(-2, -1)) / np.linalg.norm(ref[fn],
                                                                             axis=(-2, -1))
         meta[key].update(fn=fn, label=label, method=method, **kw,
                          forward_rel_error_median=float(np.median(err)))
         flops = analytic_flops(method, fn, n, kw.get("num_iters", 0))
         meta[key]["gflop_per_batch"] = flops * BATCH / 1e9 if flops else None
-    for call in calls.values():  # warm-up (first calls, caches, thread pools)
+    for call in calls.values():  # extra warm-up beyond the first call above
       for _ in range(warmup):
         call()
     times = {k: [] for k in calls}
@@ -293,7 +313,7 @@ def run(sizes, reps_for, warmup: int, log=print) -> dict:
     results = {}
     for k, ts in times.items():
       med = statistics.median(ts)
-      res = dict(meta[k], times_s=ts, median_s=med)
+      res = dict(meta[k], times_s=ts, median_s=med, min_s=min(ts))
       if res["gflop_per_batch"]:
         res["gflop_per_s"] = res["gflop_per_batch"] / med
         res["fraction_of_batched_peak"] = res["gflop_per_batch"] * 1e9 / med / peak
@@ -339,79 +359,137 @@ def goals(report: dict) -> dict:
   }
 
 
-def markdown(report: dict) -> str:
-  sizes = list(report["sizes"].values())
+def _markdown_config(name: str, cfg: dict) -> list[str]:
+  sizes = list(cfg["sizes"].values())
   ns = [s["n"] for s in sizes]
   head = " | ".join(f"n={n}" for n in ns)
-  lines = [f"# Matrix square roots: forward + backward ({report['platform']})", "",
-           f"{report['benchmark']}; {report['machine']}; {report['date']}; jax "
-           f"{report['jax']}, torch {report['torch']} ({report['torch_device']}). "
-           f"Medians of interleaved repetitions ({', '.join(str(s['reps']) for s in sizes)} "
-           f"for n = {', '.join(map(str, ns))}); load average before/after: "
-           f"{report['load_average_before']} / {report['load_average_after']}.", "",
-           "## Time per batch of 64 (ms, forward + backward)", "",
-           f"| function | method | {head} |", "|---|---|" + "---|" * len(ns)]
+  sep = "|---|---|" + "---|" * len(ns)
   keys = list(sizes[0]["variants"])
+  lines = [f"## {name}", "",
+           f"PyTorch on {cfg['torch_device'] or '-'}; medians of "
+           f"{', '.join(str(s['reps']) for s in sizes)} interleaved repetitions for n = "
+           f"{', '.join(map(str, ns))}; load average after each size: "
+           + ", ".join(f"{s['load_average_after']}" for s in sizes) + ".", "",
+           "### Time per batch of 64 (ms, forward + backward)", "",
+           f"| function | method | {head} |", sep]
   for k in keys:
     v0 = sizes[0]["variants"][k]
     cells = " | ".join(f"{s['variants'][k]['median_s'] * 1e3:.1f}" for s in sizes)
     lines.append(f"| {v0['fn']} | {v0['label']} | {cells} |")
-  lines += ["", "## Goal 1: `eigh` (Loewner custom gradient) vs PyTorch `eigh` + autograd", "",
-            "Speedup = PyTorch time / jaxvision time (goal >= 1x); plain JAX autodiff "
-            "through `eigh` for comparison.", "",
-            f"| function | vs | {head} |", "|---|---|" + "---|" * len(ns)]
+  lines += ["", "### Goal 1: `eigh` (Loewner custom gradient) vs PyTorch `eigh` + autograd", "",
+            "Speedup = other time / jaxvision `eigh` time, medians (in brackets: fastest "
+            "repetitions). Goal: >= 1x PyTorch (medians).", "",
+            f"| function | vs | {head} |", sep]
   for fn in FUNCTIONS:
-    for field, name in (("speedup_vs_torch", "PyTorch"), ("speedup_vs_plain_jax",
-                                                          "plain JAX")):
-      if field in sizes[0]["variants"][f"{fn} | eigh"]:
-        cells = " | ".join(f"{s['variants'][f'{fn} | eigh'][field]:.2f}x" for s in sizes)
-        lines.append(f"| {fn} | {name} | {cells} |")
-  lines += ["", "## Goal 2: matmul-only methods, achieved FLOP/s vs the matmul peak", "",
-            "GFLOP/s (fraction of the batched (64, n, n) @ (64, n, n) float32 matmul peak); "
-            "analytic counts in the script's docstring. Goal >= 70% for `newton_schulz` at "
-            "every iteration count; `pade` (matmuls + LU solves) for reference.", "",
-            f"| function | method | {head} |", "|---|---|" + "---|" * len(ns)]
+    for label, other in (("torch.linalg.eigh autograd", "PyTorch"),
+                         ("jnp.linalg.eigh autodiff", "plain JAX autodiff")):
+      if f"{fn} | {label}" in sizes[0]["variants"]:
+        cells = " | ".join(
+            f"{v[f'{fn} | {label}']['median_s'] / v[f'{fn} | eigh']['median_s']:.2f}x "
+            f"({v[f'{fn} | {label}']['min_s'] / v[f'{fn} | eigh']['min_s']:.2f}x)"
+            for v in (s["variants"] for s in sizes))
+        lines.append(f"| {fn} | {other} | {cells} |")
+  lines += ["", "### Goal 2: achieved GFLOP/s and fraction of the batched-matmul peak", "",
+            "Analytic FLOPs (script docstring) / median time; in brackets the fraction of the "
+            "peak (faster of XLA and PyTorch on 8 chained (64, n, n) @ (64, n, n) float32 "
+            "products), then of XLA's own batched matmul. Goal: `newton_schulz` >= 70% of the "
+            "peak at every iteration count; `pade` (matmuls + LU solves) for reference.", "",
+            f"| function | method | {head} |", sep]
   for k in keys:
     v0 = sizes[0]["variants"][k]
     if v0.get("gflop_per_batch"):
-      cells = " | ".join(f"{s['variants'][k]['gflop_per_s']:.1f} "
-                         f"({100 * s['variants'][k]['fraction_of_batched_peak']:.0f}%)"
-                         for s in sizes)
+      cells = " | ".join(
+          f"{s['variants'][k]['gflop_per_s']:.1f} "
+          f"({100 * s['variants'][k]['fraction_of_batched_peak']:.0f}% / "
+          f"{100 * s['variants'][k]['gflop_per_s'] / s['batched_matmul']['jax_gflop_per_s']:.0f}%)"
+          for s in sizes)
       lines.append(f"| {v0['fn']} | {v0['label']} | {cells} |")
   cells = " | ".join(f"{s['batched_matmul']['peak_gflop_per_s']:.1f}" for s in sizes)
-  lines.append(f"| | batched-matmul peak | {cells} |")
-  for suffix, name in (("gflop_per_s", "8 chained products"),
+  lines.append(f"| | **batched-matmul peak** | {cells} |")
+  for suffix, what in (("gflop_per_s", "8 chained products"),
                        ("single_call_gflop_per_s", "one product per call")):
     cells = " | ".join(
         " / ".join(f"{b[f'{fw}_{suffix}']:.1f}" if b[f"{fw}_{suffix}"] else "-"
                    for fw in ("jax", "torch"))
         for b in (s["batched_matmul"] for s in sizes))
-    lines.append(f"| | XLA / torch, {name} | {cells} |")
-  g = report["gemm"]
+    lines.append(f"| | XLA / PyTorch, {what} | {cells} |")
+  g = cfg["gemm"]
   lines += ["", f"Reference GEMM {g['n']}^2 float32: XLA {g['jax_gflop_per_s']:.1f} GFLOP/s"
-            + (f", torch {g['torch_gflop_per_s']:.1f} GFLOP/s" if g["torch_gflop_per_s"]
-               else "") + ".", "",
-            "## Forward accuracy (median relative Frobenius error vs float64 `eigh`)", "",
-            "Condition numbers (median / max): " + ", ".join(
+            + (f", PyTorch {g['torch_gflop_per_s']:.1f} GFLOP/s" if g["torch_gflop_per_s"]
+               else "") + ".", ""]
+  gl = cfg["goals"]
+  eig, nsg = gl["eigh_vs_torch"], gl["newton_schulz_fraction_of_peak"]
+  lines += [f"Goal 1 (`eigh` >= 1x PyTorch): **{'met' if eig['all_met'] else 'not met'}**"
+            + (" -- met for " + ", ".join(f"{r['fn']} n={r['n']}" for r in eig["rows"]
+                                         if r["met"]) if any(r["met"] for r in eig["rows"])
+               and not eig["all_met"] else "") + ".  ",
+            f"Goal 2 (`newton_schulz` >= 70% of peak): **"
+            f"{'met' if nsg['all_met'] else 'not met'}**"
+            + (" -- met for " + ", ".join(f"{r['fn']} T={r['num_iters']} n={r['n']}"
+                                         for r in nsg["rows"] if r["met"])
+               if any(r["met"] for r in nsg["rows"]) and not nsg["all_met"] else "") + ".", ""]
+  return lines
+
+
+def markdown(report: dict) -> str:
+  first = next(iter(report["configurations"].values()))
+  sizes = list(first["sizes"].values())
+  lines = [f"# Matrix square roots: forward + backward ({report['platform']})", "",
+           f"{report['benchmark']}; {report['machine']}; {report['date']}; jax "
+           f"{report['jax']}, torch {report['torch']}; load average before/after the run: "
+           f"{report['load_average_before']} / {report['load_average_after']}; "
+           f"{report['wall_s'] / 60:.1f} min. Method, FLOP counts and peaks: "
+           "`benchmarks/spectral.py`'s docstring.", ""]
+  if report["platform"] == "cpu":
+    lines += ["Each CPU configuration runs in its own process: pinned to a core count "
+              "(every thread pool, XLA's, OpenBLAS's under jaxlib's LAPACK, PyTorch's "
+              "OpenMP/MKL, sized to it) or with all cores and the libraries' defaults. On a "
+              "machine shared with other jobs only the pinned numbers are reproducible (the "
+              "script's docstring says why).", ""]
+  lines += ["Forward accuracy (median relative Frobenius error vs float64 `eigh`; condition "
+            "numbers median / max: " + ", ".join(
                 f"n={s['n']}: {s['condition_number_median']:.0f} / "
-                f"{s['condition_number_max']:.0f}" for s in sizes) + ".", "",
-            f"| function | method | {head} |", "|---|---|" + "---|" * len(ns)]
-  for k in keys:
+                f"{s['condition_number_max']:.0f}" for s in sizes) + "):", "",
+            "| function | method | " + " | ".join(f"n={s['n']}" for s in sizes) + " |",
+            "|---|---|" + "---|" * len(sizes)]
+  for k in first["sizes"][str(sizes[0]["n"])]["variants"]:
     v0 = sizes[0]["variants"][k]
     cells = " | ".join(f"{s['variants'][k]['forward_rel_error_median']:.1e}" for s in sizes)
     lines.append(f"| {v0['fn']} | {v0['label']} | {cells} |")
-  gl = report["goals"]
-  lines += ["", "## Goals", "",
-            f"- `eigh` >= 1x PyTorch: **{'met' if gl['eigh_vs_torch']['all_met'] else 'not met'}**"
-            + (" (" + ", ".join(f"{r['fn']} n={r['n']}: {r['speedup_vs_torch']:.2f}x"
-                                for r in gl["eigh_vs_torch"]["rows"]) + ")"
-               if gl["eigh_vs_torch"]["rows"] else " (no PyTorch on this device)"),
-            f"- `newton_schulz` >= 70% of the batched-matmul peak: **"
-            f"{'met' if gl['newton_schulz_fraction_of_peak']['all_met'] else 'not met'}** ("
-            + ", ".join(f"{r['fn']} T={r['num_iters']} n={r['n']}: "
-                        f"{100 * r['fraction_of_batched_peak']:.0f}%"
-                        for r in gl["newton_schulz_fraction_of_peak"]["rows"]) + ")", ""]
+  lines.append("")
+  for name, cfg in report["configurations"].items():
+    lines += _markdown_config(name, cfg)
   return "\n".join(lines)
+
+
+def _worker_env(cores: str) -> dict:
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+  if cores != "all":  # pinned: every library sizes its thread pool from the affinity mask
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+      env[var] = cores
+  return env
+
+
+def _run_worker(cores: str, args, cache_dir: str) -> dict:
+  cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", cores, "--sizes", args.sizes,
+         "--reps", str(args.reps), "--warmup", str(args.warmup), "--cache", cache_dir]
+  proc = subprocess.Popen(cmd, env=_worker_env(cores), cwd=ROOT, stdout=subprocess.PIPE,
+                          text=True)
+  result = None
+  for line in proc.stdout:
+    if line.startswith("RESULT "):
+      result = json.loads(line[len("RESULT "):])
+    else:
+      print(f"[{cores} core(s)] {line}", end="", flush=True)
+  if proc.wait() != 0 or result is None:
+    raise RuntimeError(f"spectral.py worker ({cores} cores) failed with code {proc.returncode}")
+  return result
+
+
+def _reps_for(args):
+  if args.reps:
+    return lambda n: args.reps
+  return lambda n: DEFAULT_REPS.get(n, 15 if n <= 64 else 9 if n <= 128 else 5)
 
 
 def main(argv=None):
@@ -419,13 +497,34 @@ def main(argv=None):
   parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
                       help="comma-separated matrix sizes n")
   parser.add_argument("--reps", type=int, default=0,
-                      help="repetitions per size (0: 15 / 9 / 5 for n = 64 / 128 / 256)")
-  parser.add_argument("--warmup", type=int, default=1)
+                      help="repetitions per size (0: %s)" % DEFAULT_REPS)
+  parser.add_argument("--warmup", type=int, default=0,
+                      help="warm-up calls per variant after the first (untimed) one")
+  parser.add_argument("--cores", default="1",
+                      help="CPU configurations, comma-separated: a core count (the worker "
+                           "is pinned to that many cores) or 'all' (no pinning)")
   parser.add_argument("--accelerator", action="store_true",
                       help="require an accelerator (the first JAX device not a CPU)")
   parser.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is visible")
   parser.add_argument("--out", default=str(RESULTS))
+  parser.add_argument("--worker", help=argparse.SUPPRESS)
+  parser.add_argument("--cache", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
+  sizes = [int(s) for s in args.sizes.split(",") if s]
+
+  if args.worker:  # a CPU worker: pin first, then start JAX and PyTorch.
+    if args.worker != "all":
+      cpus = sorted(os.sched_getaffinity(0))
+      os.sched_setaffinity(0, set(cpus[-int(args.worker):]))
+    sys.path.insert(0, str(ROOT))
+    import jax
+    jax.config.update("jax_compilation_cache_dir", args.cache)  # shared by the workers
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    result = run(sizes, _reps_for(args), args.warmup, log=lambda s: print(s, flush=True))
+    result["cores_used"] = len(os.sched_getaffinity(0))
+    print("RESULT " + json.dumps(result), flush=True)
+    return
+
   if args.cpu and args.accelerator:
     parser.error("--cpu and --accelerator exclude each other")
   if args.cpu:
@@ -437,22 +536,29 @@ def main(argv=None):
   if args.accelerator and plat == "cpu":
     sys.exit("spectral.py --accelerator: no accelerator visible (jax.devices()[0] is a CPU); "
              "run without --accelerator for the CPU benchmark.")
-  sizes = [int(s) for s in args.sizes.split(",") if s]
-  reps_for = (lambda n: args.reps) if args.reps else (
-      lambda n: DEFAULT_REPS.get(n, 15 if n <= 64 else 9 if n <= 128 else 5))
   load_before = _load()
   t0 = time.perf_counter()
-  report = run(sizes, reps_for, args.warmup, log=lambda s: print(s, flush=True))
+  if plat == "cpu":
+    configs = {}
+    with tempfile.TemporaryDirectory(prefix="spectral_xla_cache_") as cache:
+      for cores in args.cores.split(","):
+        name = "all cores" if cores == "all" else f"{cores} core" + ("s" if cores != "1" else "")
+        configs[name] = _run_worker(cores, args, cache)
+  else:
+    configs = {str(jax.devices()[0].device_kind): run(
+        sizes, _reps_for(args), args.warmup, log=lambda s: print(s, flush=True))}
+  for cfg in configs.values():
+    cfg["goals"] = goals(cfg)
+  first = next(iter(configs.values()))
   machine = (f"{_cpu_name()}, {os.cpu_count()} cores" if plat == "cpu"
-             else f"{report['device']} ({_cpu_name()} host)")
+             else f"{first['device']} ({_cpu_name()} host)")
   report = {
       "benchmark": f"jax.grad of sum(F(P) * C), F = sqrtm / inv_sqrtm, batch {BATCH} x n x n "
                    "float32, P = A A^T / n + 1e-3 I",
-      "date": datetime.date.today().isoformat(), "machine": machine,
+      "date": datetime.date.today().isoformat(), "machine": machine, "platform": plat,
       "cores": os.cpu_count(), "load_average_before": load_before,
-      "load_average_after": _load(), "wall_s": None, **report}
-  report["goals"] = goals(report)
-  report["wall_s"] = time.perf_counter() - t0
+      "load_average_after": _load(), "wall_s": time.perf_counter() - t0,
+      "jax": first["jax"], "torch": first["torch"], "configurations": configs}
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   stem = "spectral" if plat == "cpu" else f"spectral_{plat}"

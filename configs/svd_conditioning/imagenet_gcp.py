@@ -7,12 +7,11 @@ The paper gives no GCP recipe and released no GCP code; this follows iSQRT-COV (
 an assumption in docs/methods.md): ResNet-18 (ImageNet stem), average pooling replaced by
 a 1x1 reduction conv to 256 channels + BN + ReLU (the Pre-SVD layer, ``gcp_reduce_conv``)
 and covariance pooling with the matrix square root (``eigh`` with the exact gradient for
-the "SVD" rows, Newton-Schulz 5 iterations for ``ns``), upper-triangle vector (32,896) ->
-linear head. SGD (PyTorch order) lr 0.1 x batch/256, momentum 0.9, wd 1e-4, 60 epochs,
-x0.1 at epochs 30 and 45 (every 15 after 30 here: StepLR every 15 epochs from a 30-epoch
-warm phase is approximated by StepLR(20)); batch 256. Treatments that replace conv1 (SN,
-OW) act on the 1x1 reduction instead in the paper's sense; here ``sn``/``ow`` are not
-available for GCP and raise an error (conv1 is not the Pre-SVD layer).
+the "SVD" rows, Newton-Schulz with 5 iterations for ``ns``), upper-triangle vector (32,896)
+-> linear head. SGD in PyTorch's order, lr 0.1 x batch/256, momentum 0.9, weight decay
+1e-4, 60 epochs with lr x0.1 every 20 epochs (our assumption), batch 256. The SN and OW
+rows of Table 5 modify the Pre-SVD layer, here the 1x1 reduction conv, which has no SN/SOC
+variant yet: ``sn`` and ``ow`` raise an error for this config.
 
 Arguments: one treatment of ``_treatments.TREATMENTS`` without sn/ow (default ``svd``),
 ``batch=N``, ``epochs=N``, ``tiny``. Logged: ``train/log10_cond/gcp``.

@@ -49,7 +49,7 @@ def test_repeated_kind_has_exact_multiplicities_in_float64():
     sizes = _clusters(li, 0.0)
     assert sizes == _clusters(wi, 1e-11)
     assert max(sizes) >= 2
-    gaps = np.diff(li) / li[1:]
+    gaps = np.diff(li) / li[:-1]  # relative to the smaller
     assert np.all((gaps == 0) | (gaps >= separation * 0.999))
     multiplicities += sizes
   assert max(multiplicities) >= 4  # varied multiplicities, not only pairs
@@ -68,7 +68,7 @@ def test_near_kind_has_gaps_between_1e9_and_1e6_in_float64():
     near = gaps < separation * 0.999
     assert near.any()  # at least one near-tie per matrix
     assert np.all(gaps > 0)  # no exact ties
-    assert np.all(gaps[near] >= 1e-9 * (1 - 1e-9)) and np.all(gaps[near] <= 1e-6 * (1 + 1e-9))
+    assert np.all(gaps[near] >= 1e-9 * (1 - 1e-5)) and np.all(gaps[near] <= 1e-6 * (1 + 1e-5))
     # float64 eigvalsh resolves the gaps (absolute error ~1e-16 against gaps >= 1e-11).
     np.testing.assert_allclose(np.diff(wi)[near], np.diff(li)[near], rtol=1e-3)
     all_near += list(gaps[near])
