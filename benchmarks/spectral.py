@@ -26,10 +26,10 @@ the way a PyTorch user writes it; eager mode, what PyTorch users run).
 Every timing calls the function once and waits for the result (``block_until_ready``;
 ``torch.cuda.synchronize`` on GPU). The JAX function returns the forward output as an
 auxiliary result of ``jax.grad`` (one more ``(64, n, n)`` write) for the accuracy check.
-After compiling and one untimed call of every variant, the repetitions go round-robin over *all* variants of one size, JAX and PyTorch
-interleaved (the starting variant rotates each round), so machine noise hits every variant
-alike; the tables report medians. The machine load average is recorded: on a shared CPU the
-LAPACK ``eigh`` of both frameworks is the first to suffer (its BLAS threads spin).
+After compiling and one untimed call of every variant, the repetitions go round-robin over
+*all* variants of one size, JAX and PyTorch interleaved (the starting variant rotates each
+round), so machine noise hits every variant alike; the tables report medians (every time is
+in the JSON). The machine load average is recorded.
 
 FLOPs are counted analytically for the methods whose cost is matrix products, per matrix,
 with ``M = 2 n^3`` the FLOPs of one ``n x n`` product (elementwise work not counted):
@@ -38,7 +38,9 @@ with ``M = 2 n^3`` the FLOPs of one ``n x n`` product (elementwise work not coun
   Lyapunov backward ``6 M`` per coupled step (``b b``, ``c (3I - b^2)``, ``b^2 c``, ``b c b``
   twice, ``b (3I - b^2)``) x 8 steps = ``48 M``; ``inv_sqrtm`` adds ``2 M`` for the adjoint
   ``S G S`` of the inverse. Total ``(3 T + 48) M`` (``sqrtm``), ``(3 T + 50) M``
-  (``inv_sqrtm``). Matrix products only.
+  (``inv_sqrtm``). Matrix products only. (``sqrtm``'s compiled backward also multiplies out
+  ``S 0 S`` for the zero cotangent of the unused inverse output, 2 M that XLA does not fold
+  away: counted as waste, not work.)
 * ``pade``: forward ``4 M`` (powers ``x^2..x^5``) + one ``n x n`` solve with ``n``
   right-hand sides (LU ``2 n^3 / 3`` + triangular solves ``2 n^3`` = ``4 M / 3``); backward
   ``48 M``; ``inv_sqrtm`` adds a second solve (``4 M / 3``) and its adjoint (a transposed
@@ -67,8 +69,8 @@ multi-threaded LAPACK of both frameworks synchronises its threads inside every s
 per-matrix call of the batch, and while another process holds a core each of those waits
 for a scheduler time slice (on the 2-core development machine, with other test runs going,
 all-cores medians differed up to 9x between variants doing nearly the same work and were up
-to 50x slower than pinned ones: ``taylor`` ``sqrtm`` at n = 128, 5.6 s against 0.11 s). Compilations are shared between
-workers through a temporary persistent cache.
+to 50x slower than pinned ones: ``taylor`` ``sqrtm`` at n = 128, 5.6 s against 0.11 s).
+Compilations are shared between workers through a temporary persistent cache.
 
 On a machine whose first JAX device is an accelerator, the same benchmark runs there (PyTorch
 on CUDA if it has it, else PyTorch is left out) and writes ``spectral_<platform>.{json,md}``;
@@ -81,13 +83,15 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -122,16 +126,6 @@ def _variants():
           ("jnp.linalg.eigh autodiff", "jax_plain", {}), ("torch.linalg.eigh autograd",
                                                          "torch", {})]
   return out
-
-
-def _cpu_name() -> str:
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
 
 
 def _load() -> list[float] | None:
@@ -550,8 +544,8 @@ def main(argv=None):
   for cfg in configs.values():
     cfg["goals"] = goals(cfg)
   first = next(iter(configs.values()))
-  machine = (f"{_cpu_name()}, {os.cpu_count()} cores" if plat == "cpu"
-             else f"{first['device']} ({_cpu_name()} host)")
+  machine = (f"{cpu_name()}, {os.cpu_count()} cores" if plat == "cpu"
+             else f"{first['device']} ({cpu_name()} host)")
   report = {
       "benchmark": f"jax.grad of sum(F(P) * C), F = sqrtm / inv_sqrtm, batch {BATCH} x n x n "
                    "float32, P = A A^T / n + 1e-3 I",

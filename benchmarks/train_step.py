@@ -23,12 +23,14 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -163,16 +165,6 @@ def _run_variant(flags: str, args) -> dict:
   return json.loads(line[len("RESULT "):])
 
 
-def _cpu_name() -> str:
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--batch", type=int, default=128)
@@ -188,7 +180,7 @@ def main():
              for name, flags in VARIANTS.items()}
   report = {
       "benchmark": "ResNet-18 (CIFAR stem) train step, batch %d, 32x32x3, float32" % args.batch,
-      "date": datetime.date.today().isoformat(), "cpu": _cpu_name(), "cores": os.cpu_count(),
+      "date": datetime.date.today().isoformat(), "cpu": cpu_name(), "cores": os.cpu_count(),
       "reps": args.reps, "variants": results,
       "best_ratio_jax_over_torch": max(r["ratio_jax_over_torch"] for r in results.values()),
   }

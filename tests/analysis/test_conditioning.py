@@ -151,3 +151,4 @@ def test_failure_table_counts_are_integers_in_range():
     assert r["total"] == r["repeated"] + r["near"]
     if r["method"] == "eigh":
       assert r["total"] == 0 and r["num_rel_error_above_1e-2"] == 0
+      assert r["median_rel_error"] < 1e-4 and r["control_median_rel_error"] < 1e-4
