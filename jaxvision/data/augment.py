@@ -28,7 +28,8 @@ def _pil():
   try:
     from PIL import Image
   except ImportError as e:  # pragma: no cover - pillow is a core dependency
-    raise ImportError("ImageNet-style resizing needs Pillow: pip install pillow") from e
+    raise ImportError("image resizing (digits upsampling, ImageNet crops) needs Pillow: "
+                      "pip install pillow") from e
   return Image
 
 
