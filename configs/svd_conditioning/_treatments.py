@@ -23,12 +23,15 @@ def apply_treatment(c, treatment: str, pre_svd: str, *, ns_iters: int = 5) -> No
   if treatment not in TREATMENTS:
     raise ValueError(f"unknown treatment {treatment!r}; expected one of {TREATMENTS}.")
   parts = treatment.split("_")
-  conv_knob = "stem_conv" if pre_svd == "stem_conv" else None
-  if "sn" in parts or "ow" in parts:
-    if conv_knob is None:
-      raise ValueError(f"treatment {treatment!r} replaces conv1; the Pre-SVD layer here is "
-                       f"{pre_svd!r}.")
-    c.model[conv_knob] = "spectral_norm" if "sn" in parts else "orthogonal"
+  if pre_svd == "stem_conv":
+    if "sn" in parts or "ow" in parts:
+      c.model["stem_conv"] = "spectral_norm" if "sn" in parts else "orthogonal"
+  elif "ow" in parts:
+    raise ValueError(f"treatment {treatment!r}: an orthogonal (SOC) layer needs a square "
+                     f"stride-1 conv; the Pre-SVD layer here, {pre_svd!r}, is a channel "
+                     f"reduction (not implemented).")
+  elif "sn" in parts:
+    c.model["pooling_reduce_conv"] = "spectral_norm"
   if "ol" in parts:
     c.regularizers = dict(orthogonality=dict(pattern=f"{pre_svd}/kernel",
                                              weight=ORTHOGONALITY_WEIGHT))

@@ -10,10 +10,11 @@ and covariance pooling with the matrix square root (``eigh`` with the exact grad
 the "SVD" rows, Newton-Schulz with 5 iterations for ``ns``), upper-triangle vector (32,896)
 -> linear head. SGD in PyTorch's order, lr 0.1 x batch/256, momentum 0.9, weight decay
 1e-4, 60 epochs with lr x0.1 every 20 epochs (our assumption), batch 256. The SN and OW
-rows of Table 5 modify the Pre-SVD layer, here the 1x1 reduction conv, which has no SN/SOC
-variant yet: ``sn`` and ``ow`` raise an error for this config.
+rows of Table 5 modify the Pre-SVD layer, here the 1x1 reduction conv: ``sn`` makes it a
+spectrally normalised conv; ``ow`` (an orthogonal 512 -> 256 reduction) is not implemented
+and raises an error.
 
-Arguments: one treatment of ``_treatments.TREATMENTS`` without sn/ow (default ``svd``),
+Arguments: one treatment of ``_treatments.TREATMENTS`` without ow (default ``svd``),
 ``batch=N``, ``epochs=N``, ``tiny``. Logged: ``train/log10_cond/gcp``.
 """
 

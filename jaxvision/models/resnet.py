@@ -118,8 +118,9 @@ class ResNet(nn.Module):
       with ``whitening_method`` / ``whitening_eps`` / ``whitening_groups`` /
       ``whitening_num_iters``.
     pooling: ``"average"`` or ``"covariance"`` (GCP) with ``pooling_reduce_dim`` (1x1
-      reduction channels, ``None`` for none), ``pooling_method``, ``pooling_num_iters``,
-      ``pooling_eps``.
+      reduction channels, ``None`` for none), ``pooling_reduce_conv`` (``"conv"`` or
+      ``"spectral_norm"``: the GCP Pre-SVD layer under SN), ``pooling_method``,
+      ``pooling_num_iters``, ``pooling_eps``.
   """
   stage_sizes: Sequence[int]
   block: str = "basic"
@@ -138,6 +139,7 @@ class ResNet(nn.Module):
   whitening_num_iters: int = 5
   pooling: str = "average"
   pooling_reduce_dim: int | None = 256
+  pooling_reduce_conv: str = "conv"
   pooling_method: str = "newton_schulz"
   pooling_num_iters: int = 5
   pooling_eps: float = 0.0
@@ -194,7 +196,14 @@ class ResNet(nn.Module):
       x = jnp.mean(x, axis=(1, 2))
     else:
       if self.pooling_reduce_dim:
-        x = conv(self.pooling_reduce_dim, (1, 1), name="gcp_reduce_conv")(x)
+        if self.pooling_reduce_conv == "conv":
+          x = conv(self.pooling_reduce_dim, (1, 1), name="gcp_reduce_conv")(x)
+        elif self.pooling_reduce_conv == "spectral_norm":
+          x = jv_nn.SpectralNormConv(self.pooling_reduce_dim, (1, 1), use_bias=False,
+                                     dtype=self.dtype, name="gcp_reduce_conv")(x, train)
+        else:
+          raise ValueError(f"ResNet `pooling_reduce_conv` must be 'conv' or 'spectral_norm'; "
+                           f"found {self.pooling_reduce_conv!r}.")
         x = nn.relu(norm(name="gcp_reduce_bn")(x))
       x = jv_nn.CovariancePooling(method=self.pooling_method, num_iters=self.pooling_num_iters,
                                   eps=self.pooling_eps, name="gcp")(x)

@@ -109,6 +109,8 @@ def test_bad_inputs_raise_clear_errors(kwargs, shape, match):
     (dict(stem_conv="spectral_norm"), None),
     (dict(pooling="covariance", pooling_reduce_dim=6, pooling_method="eigh",
           pooling_eps=1e-3), ("gcp", (4, 6, 6))),
+    (dict(pooling="covariance", pooling_reduce_dim=6, pooling_reduce_conv="spectral_norm"),
+     ("gcp", (4, 6, 6))),
 ])
 def test_svd_meta_layer_variants(kwargs, sown):
   model = create_model("resnet18", num_classes=5, stem="cifar", width=8, stage_sizes=(1, 1),

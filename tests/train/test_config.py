@@ -113,3 +113,15 @@ def test_full_scale_configs_resolve(spec, expected):
   base = 128 if "cifar" in spec else 256
   assert c.optimizer.learning_rate == pytest.approx(0.1 * expected["batch"] / base)
   assert 0 < c.optimizer.warmup_steps < c.total_steps
+
+
+def test_svd_treatments_map_to_the_pre_svd_layer():
+  dbn = config_lib.load_config("svd_conditioning/cifar_dbn:nog_ow_olr")
+  assert dbn.model.stem_conv == "orthogonal" and dbn.model.stem_norm == "decorrelated"
+  assert dbn.optimizer.kwargs.nog == "stem_conv" and dbn.optimizer.kwargs.olr == "stem_conv"
+  gcp = config_lib.load_config("svd_conditioning/imagenet_gcp:sn")
+  assert gcp.model.pooling_reduce_conv == "spectral_norm" and "stem_conv" not in gcp.model
+  ol = config_lib.load_config("svd_conditioning/imagenet_gcp:ol")
+  assert ol.regularizers.orthogonality.pattern == "gcp_reduce_conv/kernel"
+  with pytest.raises(ValueError, match="not implemented"):
+    config_lib.load_config("svd_conditioning/imagenet_gcp:ow")
