@@ -27,3 +27,11 @@ def tiny_config(**overrides):
       section = section[p]
     section[key] = value
   return config_lib.from_dict(d)
+
+
+def optimizer_config(**overrides):
+  """The engine's default ``config.optimizer`` section with ``overrides`` applied."""
+  c = config_lib.default_config().optimizer
+  for key, value in overrides.items():
+    c[key] = value
+  return c

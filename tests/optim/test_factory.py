@@ -2,22 +2,17 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from jaxvision import optim
+from tests.helpers import optimizer_config
 
 
 def _opt_config(**kw):
-  c = ml_collections.ConfigDict(dict(name="sgd", learning_rate=0.1, schedule="constant",
-                                     warmup_steps=0, end_lr_factor=0.0, weight_decay=0.0,
-                                     decay_all_params=False, grad_clip_norm=0.0,
-                                     kwargs=ml_collections.ConfigDict()))
-  for k, v in kw.items():
-    c[k] = v
-  return c
+  """The engine's default optimizer section with this file's base settings and ``kw``."""
+  return optimizer_config(**{**dict(name="sgd", schedule="constant", weight_decay=0.0), **kw})
 
 
 def test_warmup_then_cosine_schedule_closed_form():

@@ -2,13 +2,13 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
 from scipy import optimize
 
 from jaxvision import ops, optim
+from tests.helpers import optimizer_config
 
 
 def _np_polar(m):
@@ -349,13 +349,8 @@ def test_sgd_torch_argument_errors():
 
 
 def _opt_config(**kw):
-  c = ml_collections.ConfigDict(dict(name="sgd_torch", learning_rate=0.1, schedule="cosine",
-                                     warmup_steps=0, end_lr_factor=0.0, weight_decay=5e-4,
-                                     decay_all_params=False, grad_clip_norm=0.0,
-                                     kwargs=ml_collections.ConfigDict()))
-  for k, v in kw.items():
-    c[k] = v
-  return c
+  """The engine's default optimizer section with this file's base settings and ``kw``."""
+  return optimizer_config(**{**dict(name="sgd_torch", schedule="cosine", weight_decay=5e-4), **kw})
 
 
 def test_registry_sgd_torch_builds_from_config_and_jits():
