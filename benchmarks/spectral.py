@@ -72,6 +72,12 @@ all-cores medians differed up to 9x between variants doing nearly the same work 
 to 50x slower than pinned ones: ``taylor`` ``sqrtm`` at n = 128, 5.6 s against 0.11 s).
 Compilations are shared between workers through a temporary persistent cache.
 
+XLA flags. ``--xla jaxvision`` (the default) runs each worker with the XLA:CPU flags
+``jaxvision train`` sets (``jaxvision.train.cli.CPU_XLA_FLAG``: matrix products and
+convolutions on XLA's Eigen kernels instead of YNNPACK, whose batched float32 GEMM reaches
+about 60% of Eigen's on this CPU); ``--xla jaxvision,default`` adds a second run of each core
+configuration under XLA's own defaults, side by side.
+
 On a machine whose first JAX device is an accelerator, the same benchmark runs there (PyTorch
 on CUDA if it has it, else PyTorch is left out) and writes ``spectral_<platform>.{json,md}``;
 ``--accelerator`` refuses to run without one; ``--cpu`` forces the CPU.
@@ -360,7 +366,9 @@ def _markdown_config(name: str, cfg: dict) -> list[str]:
   sep = "|---|---|" + "---|" * len(ns)
   keys = list(sizes[0]["variants"])
   lines = [f"## {name}", "",
-           f"PyTorch on {cfg['torch_device'] or '-'}; medians of "
+           (f"XLA_FLAGS=`{cfg['xla_flags']}`; " if cfg.get("xla_flags") else
+            "XLA_FLAGS unset; " if "xla_flags" in cfg else "")
+           + f"PyTorch on {cfg['torch_device'] or '-'}; medians of "
            f"{', '.join(str(s['reps']) for s in sizes)} interleaved repetitions for n = "
            f"{', '.join(map(str, ns))}; load average after each size: "
            + ", ".join(f"{s['load_average_after']}" for s in sizes) + ".", "",
@@ -456,27 +464,36 @@ def markdown(report: dict) -> str:
   return "\n".join(lines)
 
 
-def _worker_env(cores: str) -> dict:
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+XLA_CONFIGS = ("jaxvision", "default")
+
+
+def _worker_env(cores: str, xla: str) -> dict:
+  from jaxvision.train.cli import CPU_XLA_FLAG
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "ynn_fusion_type" not in f]
+  if xla == "jaxvision":
+    flags.append(CPU_XLA_FLAG)
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), XLA_FLAGS=" ".join(flags))
   if cores != "all":  # pinned: every library sizes its thread pool from the affinity mask
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
       env[var] = cores
   return env
 
 
-def _run_worker(cores: str, args, cache_dir: str) -> dict:
+def _run_worker(cores: str, xla: str, args, cache_dir: str) -> dict:
   cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", cores, "--sizes", args.sizes,
          "--reps", str(args.reps), "--warmup", str(args.warmup), "--cache", cache_dir]
-  proc = subprocess.Popen(cmd, env=_worker_env(cores), cwd=ROOT, stdout=subprocess.PIPE,
-                          text=True)
+  env = _worker_env(cores, xla)
+  proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
   result = None
   for line in proc.stdout:
     if line.startswith("RESULT "):
       result = json.loads(line[len("RESULT "):])
     else:
-      print(f"[{cores} core(s)] {line}", end="", flush=True)
+      print(f"[{cores} core(s), {xla} XLA flags] {line}", end="", flush=True)
   if proc.wait() != 0 or result is None:
-    raise RuntimeError(f"spectral.py worker ({cores} cores) failed with code {proc.returncode}")
+    raise RuntimeError(f"spectral.py worker ({cores} cores, {xla} XLA flags) failed with code "
+                       f"{proc.returncode}")
+  result["xla_flags"] = env["XLA_FLAGS"]
   return result
 
 
@@ -497,6 +514,9 @@ def main(argv=None):
   parser.add_argument("--cores", default="1",
                       help="CPU configurations, comma-separated: a core count (the worker "
                            "is pinned to that many cores) or 'all' (no pinning)")
+  parser.add_argument("--xla", default="jaxvision",
+                      help="XLA:CPU flag sets, comma-separated: 'jaxvision' (the CLI's "
+                           "defaults) and/or 'default' (XLA's own)")
   parser.add_argument("--accelerator", action="store_true",
                       help="require an accelerator (the first JAX device not a CPU)")
   parser.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is visible")
@@ -505,6 +525,9 @@ def main(argv=None):
   parser.add_argument("--cache", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   sizes = [int(s) for s in args.sizes.split(",") if s]
+  bad = [x for x in args.xla.split(",") if x not in XLA_CONFIGS]
+  if bad:
+    parser.error(f"--xla: expected a comma-separated subset of {XLA_CONFIGS}, found {bad}")
 
   if args.worker:  # a CPU worker: pin first, then start JAX and PyTorch.
     if args.worker != "all":
@@ -536,8 +559,10 @@ def main(argv=None):
     configs = {}
     with tempfile.TemporaryDirectory(prefix="spectral_xla_cache_") as cache:
       for cores in args.cores.split(","):
-        name = "all cores" if cores == "all" else f"{cores} core" + ("s" if cores != "1" else "")
-        configs[name] = _run_worker(cores, args, cache)
+        for xla in args.xla.split(","):
+          name = ("all cores" if cores == "all" else f"{cores} core" + ("s" if cores != "1" else "")
+                  ) + (", jaxvision XLA flags" if xla == "jaxvision" else ", XLA defaults")
+          configs[name] = _run_worker(cores, xla, args, cache)
   else:
     configs = {str(jax.devices()[0].device_kind): run(
         sizes, _reps_for(args), args.warmup, log=lambda s: print(s, flush=True))}

@@ -37,10 +37,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 # The XLA:CPU configurations compared. "-individual_convolution" keeps XLA from routing
 # convolutions through YNNPACK (its default on this jaxlib), so they use XLA's Eigen
-# convolution kernels; `jaxvision train` sets it by default on CPU (jaxvision/train/cli.py).
+# convolution kernels; "-individual_dot" does the same for matrix products. `jaxvision train`
+# sets both by default on CPU (jaxvision/train/cli.py).
 VARIANTS = {
     "xla_default": "",
     "xla_eigen_conv": "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",
+    "xla_eigen_conv_dot":
+        "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot",
 }
 STAGE_WIDTHS = (64, 128, 256, 512)
 

@@ -22,11 +22,15 @@ from typing import Sequence
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
-# XLA:CPU routes convolutions through YNNPACK by default (jaxlib 0.10); its weight-gradient
-# convolutions are slow, and keeping convolutions on XLA's Eigen kernels makes the ResNet-18
-# train step ~1.7x faster on CPU (benchmarks/results/train_step.md). Applied by the CLI unless
-# the user's XLA_FLAGS already choose, or JAXVISION_CPU_XLA_FLAGS=0.
-CPU_XLA_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+# XLA:CPU routes convolutions and matrix products through YNNPACK by default (jaxlib 0.10).
+# Its weight-gradient convolutions are slow: keeping convolutions on XLA's Eigen kernels makes
+# the ResNet-18 train step ~1.7x faster on CPU (benchmarks/results/train_step.md). Its batched
+# float32 GEMM reaches ~60% of Eigen's (benchmarks/results/spectral.md: 8 chained
+# (64, 256, 256) products, 78 vs 130 GFLOP/s on one core), which the matmul-only matrix
+# square roots feel directly. Applied by the CLI unless the user's XLA_FLAGS already choose,
+# or JAXVISION_CPU_XLA_FLAGS=0.
+CPU_XLA_FLAG = ("--xla_cpu_experimental_ynn_fusion_type="
+                "-individual_convolution,-individual_dot")
 MIN_JAXLIB_FOR_FLAG = (0, 10)
 
 
