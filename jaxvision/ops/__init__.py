@@ -18,6 +18,29 @@ from jaxvision.ops.spectral import (
     spectral_norm,
     sqrtm,
 )
+from jaxvision.ops.scan import (
+    DISCRETIZATIONS,
+    SCAN_METHODS,
+    linear_recurrence,
+    selective_scan,
+    selective_state_update,
+)
+from jaxvision.ops.geometry import (
+    angle_between_2d_vectors,
+    from_local_frame,
+    relative_pose_features,
+    rotation_matrix,
+    safe_norm,
+    se2_apply,
+    to_local_frame,
+    wrap_angle,
+)
+from jaxvision.ops.sorting import (
+    apply_permutation,
+    inverse_permutation,
+    radius_degree,
+    sort_permutation,
+)
 from jaxvision.ops.kernels import (
     kernel_to_matrix,
     matrix_to_kernel,
@@ -42,4 +65,21 @@ __all__: list[str] = [
     "matrix_to_kernel",
     "transpose_filter",
     "triu_vector",
+    "DISCRETIZATIONS",
+    "SCAN_METHODS",
+    "linear_recurrence",
+    "selective_scan",
+    "selective_state_update",
+    "angle_between_2d_vectors",
+    "from_local_frame",
+    "relative_pose_features",
+    "rotation_matrix",
+    "safe_norm",
+    "se2_apply",
+    "to_local_frame",
+    "wrap_angle",
+    "apply_permutation",
+    "inverse_permutation",
+    "radius_degree",
+    "sort_permutation",
 ]
