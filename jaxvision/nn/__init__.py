@@ -1,13 +1,33 @@
 """Thin ``flax.linen`` layers over :mod:`jaxvision.ops` (SSM blocks, covariance pooling, ...)."""
 
+from jaxvision.nn.attention import (
+    AttentionLayer,
+    FourierEmbedding,
+    Neighbours,
+    RelativeAttention,
+    gather_neighbours,
+    take_neighbours,
+)
 from jaxvision.nn.covariance_pooling import CovariancePooling
+from jaxvision.nn.mamba import INJECTIONS, BiMamba, Mamba, MambaCache, SelectiveSSM
 from jaxvision.nn.orthogonal import SOC_PADDINGS, SOCConv, SpectralNormConv
 from jaxvision.nn.whitening import DecorrelatedBatchNorm
 
 __all__: list[str] = [
+    "AttentionLayer",
+    "BiMamba",
     "CovariancePooling",
     "DecorrelatedBatchNorm",
+    "FourierEmbedding",
+    "INJECTIONS",
+    "Mamba",
+    "MambaCache",
+    "Neighbours",
+    "RelativeAttention",
     "SOC_PADDINGS",
     "SOCConv",
+    "SelectiveSSM",
     "SpectralNormConv",
+    "gather_neighbours",
+    "take_neighbours",
 ]
