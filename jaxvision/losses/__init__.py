@@ -8,9 +8,12 @@ from jaxvision.losses.registry import (LOSSES, REGULARIZERS, get_loss, list_loss
                                       list_regularizers, register_loss, register_regularizer)
 from jaxvision.losses.classification import softmax_cross_entropy
 from jaxvision.losses.orthogonality import orthogonality_loss
+from jaxvision.losses.trajectory import (laplace_nll, scale_from_raw, soft_target_confidence,
+                                         winner_take_all_laplace)
 
 register_regularizer("orthogonality")(orthogonality_loss)
 
 __all__ = ["LOSSES", "REGULARIZERS", "get_loss", "list_losses", "list_regularizers",
            "orthogonality_loss", "register_loss", "register_regularizer",
            "softmax_cross_entropy"]
+__all__ += ["laplace_nll", "scale_from_raw", "soft_target_confidence", "winner_take_all_laplace"]
