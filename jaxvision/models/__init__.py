@@ -2,6 +2,9 @@
 
 from jaxvision.models.registry import MODELS, create_model, list_models, register_model
 from jaxvision.models.resnet import ResNet, ResNet18, ResNet34, ResNet50
+from jaxvision.models.mambatraj import (AttentionSSMBlock, MambaTraj, MambaTrajDecoder,
+                                        MambaTrajEncoder, SSMBlock)
 
 __all__ = ["MODELS", "create_model", "list_models", "register_model",
-           "ResNet", "ResNet18", "ResNet34", "ResNet50"]
+           "ResNet", "ResNet18", "ResNet34", "ResNet50",
+           "AttentionSSMBlock", "MambaTraj", "MambaTrajDecoder", "MambaTrajEncoder", "SSMBlock"]

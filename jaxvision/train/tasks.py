@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 
-from jaxvision import losses, metrics
+from jaxvision import losses, metrics, ops
 from jaxvision.registry import Registry
 
 TASKS: Registry = Registry("task")
@@ -21,16 +22,28 @@ TASKS: Registry = Registry("task")
 @dataclasses.dataclass(frozen=True)
 class Task:
   """Attributes:
-    input_key: batch key fed to the model.
+    input_key: the batch key fed to the model (its array is the model's input), or a
+      tuple of keys (the model receives the dict of those arrays).
     loss: ``(outputs, batch) -> per-example loss (B,)``.
     train_metrics: ``(outputs, batch) -> {name: scalar}`` logged during training.
     eval_metrics: ``(outputs, batch) -> {name: per-example (B,)}``; the evaluator
       averages them over the real (unpadded) examples of the split.
   """
-  input_key: str
+  input_key: str | tuple[str, ...]
   loss: Callable
   train_metrics: Callable
   eval_metrics: Callable
+
+  def model_input(self, batch: dict):
+    """The model's input taken from ``batch`` (an array, or a dict for a key tuple)."""
+    keys = (self.input_key,) if isinstance(self.input_key, str) else self.input_key
+    missing = [k for k in keys if k not in batch]
+    if missing:
+      raise KeyError(f"the batch lacks the model input key(s) {missing}; it has "
+                     f"{sorted(batch)}.")
+    if isinstance(self.input_key, str):
+      return batch[self.input_key]
+    return {k: batch[k] for k in keys}
 
 
 @TASKS.register("classification")
@@ -62,3 +75,87 @@ def create_task(config) -> Task:
     return factory(config.loss.name, **dict(config.loss.kwargs))
   except TypeError as e:
     raise TypeError(f"task {config.task!r}: bad option in loss.kwargs: {e}") from None
+
+
+SCENE_KEYS = ("agent_position", "agent_heading", "agent_velocity", "agent_valid", "agent_type",
+              "agent_mask", "agent_predict", "map_start", "map_end", "map_type", "map_mask")
+FOCAL = 0  # scene sources put the focal agent first (jaxvision.data.scenes / av2)
+
+
+def forecasting_targets(outputs: dict, batch: dict):
+  """Each agent's future in its own frame at the current step, and the step mask.
+
+  The model predicts in the frame of each agent's pose at the last history step ``H - 1``
+  (``H = T - F`` with ``F`` the predicted horizon), so the targets are rotated into it.
+
+  Returns:
+    ``(target (B, A, F, 2), valid (B, A, F))``; ``valid`` is the future's observed mask
+    times ``agent_predict``.
+  """
+  horizon = outputs["loc"].shape[-2]
+  pos, heading = batch["agent_position"], batch["agent_heading"]
+  history = pos.shape[-2] - horizon
+  if history < 1:
+    raise ValueError(f"the model predicts {horizon} steps but the scenes have only "
+                     f"{pos.shape[-2]} frames; expected history + future frames.")
+  target = ops.to_local_frame(pos[:, :, history:], pos[:, :, history - 1:history],
+                              heading[:, :, history - 1:history])
+  valid = batch["agent_valid"][:, :, history:] * batch["agent_predict"][..., None]
+  return target, valid
+
+
+@TASKS.register("motion_forecasting")
+def motion_forecasting(loss_name: str = "laplace_wta", confidence_weight: float = 1.0,
+                       miss_threshold: float = 2.0, num_modes_scored: tuple = (1, 6)) -> Task:
+  """Multi-agent motion forecasting (MambaTraj, spec icpr-13 Secs. 2-3).
+
+  ``batch``: the scene fields (:data:`SCENE_KEYS`); the model receives them as a dict and
+  returns ``{"loc", "scale": (B, A, K, F, 2), "logits": (B, A, K)}`` in each agent's frame.
+  Loss per scene (eqs. 7-8): ``L_reg + confidence_weight * L_conf`` averaged over the agents
+  with ``agent_predict = 1``. Evaluation follows the AV2 single-agent protocol on the focal
+  agent (index 0): minADE_k, minFDE_k, MR_k for each ``k`` in ``num_modes_scored`` and
+  brier-minFDE for the largest ``k``.
+  """
+  if loss_name != "laplace_wta":
+    raise ValueError(f"task 'motion_forecasting': loss.name must be 'laplace_wta'; found "
+                     f"{loss_name!r}.")
+  per_scene = jax.vmap(lambda out, tgt, val: (
+      losses.winner_take_all_laplace(out["loc"], out["scale"], tgt, val)[0],
+      losses.soft_target_confidence(out["logits"], out["loc"], tgt, val)))
+
+  def agent_losses(outputs, batch):
+    target, valid = forecasting_targets(outputs, batch)
+    reg, conf = per_scene(outputs, target, valid)
+    weight = batch["agent_predict"] * (jnp.sum(valid, -1) > 0)
+    norm = jnp.maximum(jnp.sum(weight, -1), 1.0)
+    return jnp.sum(reg * weight, -1) / norm, jnp.sum(conf * weight, -1) / norm
+
+  def loss(outputs, batch):
+    reg, conf = agent_losses(outputs, batch)
+    return reg + confidence_weight * conf
+
+  def focal_metrics(outputs, batch):
+    target, valid = forecasting_targets(outputs, batch)
+    probs = jax.nn.softmax(outputs["logits"][:, FOCAL], axis=-1)
+    out = {}
+    for k in num_modes_scored:
+      m = jax.vmap(lambda l, p, t, v: metrics.forecasting_metrics(
+          l[None], p[None], t[None], v[None], k=k, miss_threshold=miss_threshold))(
+              outputs["loc"][:, FOCAL], probs, target[:, FOCAL], valid[:, FOCAL])
+      out.update({f"min_ade_{k}": m["min_ade"][:, 0], f"min_fde_{k}": m["min_fde"][:, 0],
+                  f"miss_rate_{k}": m["miss"][:, 0]})
+      if k == max(num_modes_scored):
+        out[f"brier_min_fde_{k}"] = m["brier_min_fde"][:, 0]
+    return out
+
+  def train_metrics(outputs, batch):
+    reg, conf = agent_losses(outputs, batch)
+    k = max(num_modes_scored)
+    m = focal_metrics(outputs, batch)
+    return {"loss_reg": jnp.mean(reg), "loss_conf": jnp.mean(conf),
+            f"min_fde_{k}": jnp.mean(m[f"min_fde_{k}"])}
+
+  def eval_metrics(outputs, batch):
+    return {"loss": loss(outputs, batch), **focal_metrics(outputs, batch)}
+
+  return Task(SCENE_KEYS, loss, train_metrics, eval_metrics)

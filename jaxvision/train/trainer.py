@@ -94,14 +94,24 @@ class Experiment:
           jax.random.PRNGKey(self.config.seed))
 
 
-def create_train_state_fn(model, tx: optax.GradientTransformation, input_shape: tuple[int, ...]
+def create_train_state_fn(model, tx: optax.GradientTransformation, example_input
                           ) -> Callable[[jax.Array], TrainState]:
-  """``init_fn(rng) -> TrainState`` for ``model`` on inputs of ``input_shape`` (no batch)."""
+  """``init_fn(rng) -> TrainState`` for ``model``.
+
+  Args:
+    model: a Linen module called as ``model(inputs, train=...)``.
+    tx: the optimizer.
+    example_input: either the shape of one float32 input without the batch axis (a tuple
+      of ints, e.g. ``(32, 32, 3)``), or an example input pytree with a leading batch axis
+      (arrays or ``ShapeDtypeStruct`` objects; only shapes and dtypes are used).
+  """
+  if isinstance(example_input, tuple) and all(isinstance(d, int) for d in example_input):
+    example_input = jax.ShapeDtypeStruct((1, *example_input), jnp.float32)
 
   def init_fn(rng):
     param_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
-    variables = model.init({"params": param_rng, "dropout": dropout_rng},
-                           jnp.zeros((1, *input_shape), jnp.float32), train=False)
+    inputs = jax.tree.map(lambda x: jnp.zeros((1, *x.shape[1:]), x.dtype), example_input)
+    variables = model.init({"params": param_rng, "dropout": dropout_rng}, inputs, train=False)
     variables = dict(variables)
     variables.pop(INTERMEDIATES, None)  # sown diagnostics are per-step outputs, not state
     params = variables.pop("params")
@@ -164,7 +174,9 @@ def build_experiment(config, mesh: jax.sharding.Mesh | None = None) -> Experimen
   model = models.create_model(config.model_name, **model_kwargs)
   task = create_task(config)
   tx, schedule = optim.create_optimizer(config.optimizer, config.total_steps)
-  init_fn = create_train_state_fn(model, tx, train_source.info.image_shape)
+  example = task.model_input(train_source.get(np.zeros((1,), np.int64)))
+  init_fn = create_train_state_fn(
+      model, tx, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), example))
   abstract_state = jax.eval_shape(init_fn, jax.random.PRNGKey(config.seed))
   state_sharding = sharding_lib.state_shardings(abstract_state, mesh, config.sharding.strategy,
                                                 config.sharding.fsdp_min_size)
@@ -205,8 +217,9 @@ def make_train_step(task: Task, schedule: optax.Schedule, regularizer: Regulariz
 
     def loss_fn(params):
       variables = {"params": params, **state.model_state}
-      outputs = state.apply_fn(variables, batch[task.input_key], train=True, mutable=mutable,
-                               rngs={"dropout": state.step_rng()})
+      # mutable=[] would still make Flax return (outputs, {}): pass False for stateless models.
+      outputs = state.apply_fn(variables, task.model_input(batch), train=True,
+                               mutable=mutable or False, rngs={"dropout": state.step_rng()})
       outputs, new_model_state = outputs if mutable else (outputs, {})
       new_model_state = dict(new_model_state)
       intermediates = new_model_state.pop(INTERMEDIATES, {})
@@ -240,7 +253,7 @@ def make_eval_step(task: Task) -> Callable[[TrainState, dict], dict]:
   """
 
   def eval_step(state: TrainState, batch: dict) -> dict:
-    outputs = state.apply_fn(state.variables(), batch[task.input_key], train=False)
+    outputs = state.apply_fn(state.variables(), task.model_input(batch), train=False)
     mask = batch["mask"]
     sums = {k: jnp.sum(v * mask) for k, v in task.eval_metrics(outputs, batch).items()}
     sums["count"] = jnp.sum(mask)
