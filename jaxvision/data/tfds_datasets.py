@@ -56,7 +56,7 @@ def open_data_source(name: str, split: str, data_dir: str | None) -> Any:
         f"TFDS dataset {name!r} is not prepared under data_dir={data_dir or '(tfds default)'} "
         f"(looked in {where}). jaxvision never downloads at run time: prepare it once with "
         f"`tfds build {name} --data_dir DATA_DIR --file_format array_record` (needs tensorflow "
-        f"and network) and pass --config.data.data_dir=DATA_DIR.")
+        f"and network) and pass --config.data.kwargs.data_dir=DATA_DIR.")
   if split not in builder.info.splits:
     raise ValueError(f"TFDS dataset {name!r} has splits {sorted(builder.info.splits)}; "
                      f"found request for {split!r}.")

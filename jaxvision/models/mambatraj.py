@@ -39,6 +39,8 @@ Batch fields (``jaxvision.data.scenes``, ``jaxvision.data.av2``): see
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -266,7 +268,31 @@ def _agent_kinematics(pos, heading, vel, valid):
                     jnp.cos(av), jnp.sin(av)], -1)
 
 
-class MambaTrajEncoder(nn.Module):
+class _EncoderOptions(nn.Module):
+  """The encoder's fields, shared by :class:`MambaTrajEncoder` and :class:`MambaTraj`."""
+  hidden_dim: int = 128
+  num_heads: int = 8
+  d_state: int = 16
+  time_span: int = 10
+  map_radius: float = 50.0
+  agent_map_radius: float = 50.0
+  agent_radius: float = 50.0
+  max_neighbours: int | None = None
+  injection: str | None = "outer"
+  sort_tokens: bool = True
+  use_attention: bool = True
+  use_ssm: bool = True
+  dropout_rate: float = 0.1
+  scan_method: str | None = None
+  chunk_size: int = 64
+
+  def encoder_options(self) -> dict:
+    """These fields' values, as keyword arguments."""
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(_EncoderOptions)
+            if f.init and f.name not in ("parent", "name")}
+
+
+class MambaTrajEncoder(_EncoderOptions):
   """The four ASB sub-encoders (spec Secs. 1, 2 "Sorting", 3).
 
   Attributes:
@@ -282,22 +308,7 @@ class MambaTrajEncoder(nn.Module):
       arbitrary data order).
     use_attention, use_ssm: ASB ablation switches.
   """
-  hidden_dim: int = 128
-  num_heads: int = 8
-  d_state: int = 16
   num_layers: int = 1
-  time_span: int = 10
-  map_radius: float = 50.0
-  agent_map_radius: float = 50.0
-  agent_radius: float = 50.0
-  max_neighbours: int | None = None
-  injection: str | None = "outer"
-  sort_tokens: bool = True
-  use_attention: bool = True
-  use_ssm: bool = True
-  dropout_rate: float = 0.1
-  scan_method: str | None = None
-  chunk_size: int = 64
 
   def _block(self, name: str, bidirectional: bool):
     return AttentionSSMBlock(self.hidden_dim, self.num_heads, self.d_state, bidirectional,
@@ -515,7 +526,7 @@ class MambaTrajDecoder(nn.Module):
     return {"loc": loc, "scale": scale, "logits": logits}
 
 
-class MambaTraj(nn.Module):
+class MambaTraj(_EncoderOptions):
   """MambaTraj (spec Sec. 1): :class:`MambaTrajEncoder` then :class:`MambaTrajDecoder`.
 
   ``model.apply(variables, scene, train=...)`` with ``scene`` the dict of scene fields
@@ -526,23 +537,8 @@ class MambaTraj(nn.Module):
   """
   future_steps: int = 12
   num_modes: int = 6
-  hidden_dim: int = 128
-  num_heads: int = 8
-  d_state: int = 16
   encoder_layers: int = 1
   decoder_layers: int = 2
-  time_span: int = 10
-  map_radius: float = 50.0
-  agent_map_radius: float = 50.0
-  agent_radius: float = 50.0
-  max_neighbours: int | None = None
-  injection: str | None = "outer"
-  sort_tokens: bool = True
-  use_attention: bool = True
-  use_ssm: bool = True
-  dropout_rate: float = 0.1
-  scan_method: str | None = None
-  chunk_size: int = 64
 
   @nn.compact
   def __call__(self, scene: dict, train: bool = False) -> dict:
@@ -551,11 +547,8 @@ class MambaTraj(nn.Module):
     if history < 2:
       raise ValueError(f"MambaTraj: scenes have {total} frames, so future_steps = "
                        f"{self.future_steps} leaves {history} history frames; expected >= 2.")
-    agents, lanes = MambaTrajEncoder(
-        self.hidden_dim, self.num_heads, self.d_state, self.encoder_layers, self.time_span,
-        self.map_radius, self.agent_map_radius, self.agent_radius, self.max_neighbours,
-        self.injection, self.sort_tokens, self.use_attention, self.use_ssm, self.dropout_rate,
-        self.scan_method, self.chunk_size, name="encoder")(scene, history, train)
+    agents, lanes = MambaTrajEncoder(num_layers=self.encoder_layers, **self.encoder_options(),
+                                     name="encoder")(scene, history, train)
     return MambaTrajDecoder(self.hidden_dim, self.num_heads, self.num_modes, self.future_steps,
                             self.decoder_layers, self.map_radius, self.agent_radius,
                             self.dropout_rate, name="decoder")(agents, lanes, scene, history,
