@@ -7,6 +7,8 @@ Also weight regularisers that are plain functions of a parameter
 from jaxvision.losses.registry import (LOSSES, REGULARIZERS, get_loss, list_losses,
                                       list_regularizers, register_loss, register_regularizer)
 from jaxvision.losses.classification import softmax_cross_entropy
+from jaxvision.losses.iqa import (mean_absolute_error, mean_squared_error,
+                                  monotonicity_regularizer, norm_in_norm, plcc_loss)
 from jaxvision.losses.orthogonality import orthogonality_loss
 from jaxvision.losses.trajectory import (laplace_nll, scale_from_raw, soft_target_confidence,
                                          winner_take_all_laplace)
@@ -17,3 +19,5 @@ __all__ = ["LOSSES", "REGULARIZERS", "get_loss", "list_losses", "list_regularize
            "orthogonality_loss", "register_loss", "register_regularizer",
            "softmax_cross_entropy"]
 __all__ += ["laplace_nll", "scale_from_raw", "soft_target_confidence", "winner_take_all_laplace"]
+__all__ += ["mean_absolute_error", "mean_squared_error", "monotonicity_regularizer",
+            "norm_in_norm", "plcc_loss"]
