@@ -14,6 +14,9 @@ config section is::
   optimizer.decay_all_params  also decay 1-D parameters (BatchNorm scales, biases)
   optimizer.grad_clip_norm  clip by global norm first; 0 disables
   optimizer.kwargs          optimizer-specific options (momentum, nesterov, b1, b2, eps)
+  optimizer.lr_multipliers  {regex on parameter paths: factor}: those parameters train at
+                            factor x the rate (PyTorch parameter groups; e.g.
+                            {"^backbone/": 0.1}, LinearityIQA's fine-tuned rate)
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, Callable
 import jax
 import optax
 
+from jaxvision.optim.paths import scale_by_path
 from jaxvision.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -124,6 +128,9 @@ def create_optimizer(opt_config, total_steps: int
   except TypeError as e:
     raise TypeError(f"optimizer {opt_config.name!r}: bad option in optimizer.kwargs "
                     f"{sorted(kwargs)}: {e}") from None
+  multipliers = dict(opt_config.get("lr_multipliers", {}))
+  if multipliers:
+    tx = optax.chain(tx, scale_by_path(multipliers))
   if opt_config.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(opt_config.grad_clip_norm), tx)
   return tx, schedule

@@ -52,39 +52,10 @@ import optax
 
 from jaxvision.ops import POLAR_METHODS, kernel_to_matrix, matrix_to_kernel, polar
 from jaxvision.optim.factory import register_optimizer
+from jaxvision.optim.paths import path_mask, path_str as _path_str
 
 PyTree = Any
 Mask = Union[None, PyTree, Callable[[PyTree], PyTree]]
-
-def _path_str(path) -> str:
-  return jax.tree_util.keystr(path, simple=True, separator="/")
-
-
-def path_mask(params: PyTree, pattern: str) -> PyTree:
-  """Selects parameters by a regular expression on their ``/``-joined key path.
-
-  Args:
-    params: any pytree (e.g. Flax ``params``); only its key paths are read.
-    pattern: a Python regex, matched with ``re.search`` against paths such as
-      ``"stem_conv/kernel"`` or ``"params/stage1/block0/conv1/kernel"``.
-
-  Returns:
-    A pytree of Python bools with the structure of ``params``.
-
-  Example::
-
-    path_mask({"stem_conv": {"kernel": k}, "head": {"kernel": h}}, "stem_conv")
-    # {"stem_conv": {"kernel": True}, "head": {"kernel": False}}
-  """
-  if not isinstance(pattern, str):
-    raise TypeError(f"path_mask: `pattern` must be a regex str; found "
-                    f"{type(pattern).__name__}: {pattern!r}.")
-  try:
-    regex = re.compile(pattern)
-  except re.error as e:
-    raise ValueError(f"path_mask: `pattern` {pattern!r} is not a valid regex: {e}.") from None
-  return jax.tree_util.tree_map_with_path(lambda p, _: regex.search(_path_str(p)) is not None,
-                                          params)
 
 
 def _full_mask(mask: Mask, tree: PyTree, *, default: bool, name: str) -> PyTree:
@@ -388,4 +359,4 @@ def _sgd_torch(schedule, weight_decay, decay_mask, momentum: float = 0.9, nester
 
 
 __all__ = ["SGDTorchState", "nearest_orthogonal_gradient",
-           "olr_switch", "optimal_learning_rate", "path_mask", "sgd_torch"]
+           "olr_switch", "optimal_learning_rate", "sgd_torch"]
