@@ -23,15 +23,10 @@ def apply_treatment(c, treatment: str, pre_svd: str, *, ns_iters: int = 5) -> No
   if treatment not in TREATMENTS:
     raise ValueError(f"unknown treatment {treatment!r}; expected one of {TREATMENTS}.")
   parts = treatment.split("_")
-  if pre_svd == "stem_conv":
-    if "sn" in parts or "ow" in parts:
-      c.model["stem_conv"] = "spectral_norm" if "sn" in parts else "orthogonal"
-  elif "ow" in parts:
-    raise ValueError(f"treatment {treatment!r}: an orthogonal (SOC) layer needs a square "
-                     f"stride-1 conv; the Pre-SVD layer here, {pre_svd!r}, is a channel "
-                     f"reduction (not implemented).")
-  elif "sn" in parts:
-    c.model["pooling_reduce_conv"] = "spectral_norm"
+  if "sn" in parts or "ow" in parts:
+    kind = "spectral_norm" if "sn" in parts else "orthogonal"
+    # The GCP reduction 512 -> 256 under OW keeps the first rows of a square SOC 1x1 conv.
+    c.model["stem_conv" if pre_svd == "stem_conv" else "pooling_reduce_conv"] = kind
   if "ol" in parts:
     c.regularizers = dict(orthogonality=dict(pattern=f"{pre_svd}/kernel",
                                              weight=ORTHOGONALITY_WEIGHT))

@@ -11,10 +11,11 @@ the "SVD" rows, Newton-Schulz with 5 iterations for ``ns``), upper-triangle vect
 -> linear head. SGD in PyTorch's order, lr 0.1 x batch/256, momentum 0.9, weight decay
 1e-4, 60 epochs with lr x0.1 every 20 epochs (our assumption), batch 256. The SN and OW
 rows of Table 5 modify the Pre-SVD layer, here the 1x1 reduction conv: ``sn`` makes it a
-spectrally normalised conv; ``ow`` (an orthogonal 512 -> 256 reduction) is not implemented
-and raises an error.
+spectrally normalised conv; ``ow`` makes it row-orthonormal: the first 256 output channels
+of a square 512 x 512 skew-orthogonal (SOC) 1x1 conv, SOC's rule for channel reduction (the
+paper does not say how it handled this non-square layer; our resolution).
 
-Arguments: one treatment of ``_treatments.TREATMENTS`` without ow (default ``svd``),
+Arguments: one treatment of ``_treatments.TREATMENTS`` (default ``svd``),
 ``batch=N``, ``epochs=N``, ``tiny``. Logged: ``train/log10_cond/gcp``.
 """
 

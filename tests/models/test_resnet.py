@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxvision import nn as jv_nn
 from jaxvision.models import create_model
 
 
@@ -111,6 +112,8 @@ def test_bad_inputs_raise_clear_errors(kwargs, shape, match):
           pooling_eps=1e-3), ("gcp", (4, 6, 6))),
     (dict(pooling="covariance", pooling_reduce_dim=6, pooling_reduce_conv="spectral_norm"),
      ("gcp", (4, 6, 6))),
+    (dict(pooling="covariance", pooling_reduce_dim=6, pooling_reduce_conv="orthogonal"),
+     ("gcp", (4, 6, 6))),
 ])
 def test_svd_meta_layer_variants(kwargs, sown):
   model = create_model("resnet18", num_classes=5, stem="cifar", width=8, stage_sizes=(1, 1),
@@ -140,3 +143,72 @@ def test_orthogonal_stem_needs_the_cifar_stem():
     _init(model, jnp.zeros((1, 16, 16, 3)))
   with pytest.raises(ValueError, match="stem_norm"):
     _init(create_model("resnet18", stem_norm="zca"), jnp.zeros((1, 16, 16, 3)))
+
+
+def test_orthogonal_gcp_reduction_is_a_partial_isometry():
+  """OW on the GCP reduction: the 1x1 map C -> d has orthonormal rows (W W^T = I)."""
+  model = create_model("resnet18", num_classes=3, stem="cifar", width=8, stage_sizes=(1, 1),
+                       pooling="covariance", pooling_reduce_dim=5,
+                       pooling_reduce_conv="orthogonal")
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 3))
+  variables = _init(model, x)
+  kernel = variables["params"]["gcp_reduce_conv"]["kernel"]
+  assert kernel.shape == (1, 1, 16, 16)  # square SOC over the 16 stage-2 channels
+  soc = jv_nn.SOCConv(16, 1, use_bias=False)
+  # The reduction applied to the identity basis gives the rows of W (eval: 10 Taylor terms).
+  rows = soc.apply({"params": {"kernel": kernel}}, jnp.eye(16)[:, None, None, :])[:, 0, 0, :5]
+  np.testing.assert_allclose(rows.T @ rows, np.eye(5), atol=1e-6)
+  with pytest.raises(ValueError, match="pooling_reduce_dim"):
+    _init(create_model("resnet18", num_classes=3, stem="cifar", width=8, stage_sizes=(1, 1),
+                       pooling="covariance", pooling_reduce_dim=17,
+                       pooling_reduce_conv="orthogonal"), x)
+
+
+@pytest.mark.parametrize("name,count", [
+    # torchvision.models.resnext50_32x4d() / resnext101_32x8d() parameter counts.
+    ("resnext50_32x4d", 25_028_904), ("resnext101_32x8d", 88_791_336)])
+def test_resnext_parameter_counts_match_torchvision(name, count):
+  assert _num_params(create_model(name), (1, 224, 224, 3)) == count
+
+
+def test_resnext_grouped_bottleneck_widths():
+  # planes 16, width_per_group 8, groups 4: inner width int(16 * 8 / 64) * 4 = 8.
+  model = create_model("resnext50_32x4d", num_classes=3, stem="cifar", width=16, groups=4,
+                       width_per_group=8, stage_sizes=(1, 1))
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 3))
+  variables = _init(model, x)
+  block = variables["params"]["stage1_block1"]
+  assert block["conv1"]["kernel"].shape == (1, 1, 16, 8)
+  assert block["conv2"]["kernel"].shape == (3, 3, 8 // 4, 8)  # grouped: in / groups
+  assert block["conv3"]["kernel"].shape == (1, 1, 8, 64)
+  assert variables["params"]["stage2_block1"]["conv2"]["kernel"].shape == (3, 3, 4, 16)
+  out = jax.jit(model.apply)(variables, x)
+  assert out.shape == (2, 3) and np.all(np.isfinite(out))
+  # The grouped 3x3 conv mixes no channels across groups: zeroing group 0's input channels
+  # zeroes the inputs of group 0's outputs only.
+  kernel = block["conv2"]["kernel"]
+  y = jax.lax.conv_general_dilated(jnp.ones((1, 4, 4, 8)).at[..., :2].set(0), kernel, (1, 1),
+                                   "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                   feature_group_count=4)
+  assert np.all(y[..., :2] == 0) and np.all(y[..., 2:] != 0)
+
+
+def test_resnet_defaults_keep_the_plain_bottleneck():
+  """groups=1, width_per_group=64 is ResNet-50: same parameter paths and shapes."""
+  plain = jax.eval_shape(lambda: create_model("resnet50").init(
+      jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3))))
+  explicit = jax.eval_shape(lambda: create_model("resnet50", groups=1, width_per_group=64).init(
+      jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3))))
+  assert jax.tree.structure(plain) == jax.tree.structure(explicit)
+  assert [x.shape for x in jax.tree.leaves(plain)] == [x.shape for x in jax.tree.leaves(explicit)]
+  assert plain["params"]["stage1_block1"]["conv2"]["kernel"].shape == (3, 3, 64, 64)
+
+
+@pytest.mark.parametrize("name,kwargs,match", [
+    ("resnet18", dict(groups=32, width_per_group=4), "block='basic' supports only"),
+    ("resnext50_32x4d", dict(width=8), "inner width"),
+])
+def test_bad_resnext_configs_raise_clear_errors(name, kwargs, match):
+  model = create_model(name, num_classes=3, stem="cifar", **kwargs)
+  with pytest.raises(ValueError, match=match):
+    jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3))))

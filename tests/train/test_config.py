@@ -123,5 +123,6 @@ def test_svd_treatments_map_to_the_pre_svd_layer():
   assert gcp.model.pooling_reduce_conv == "spectral_norm" and "stem_conv" not in gcp.model
   ol = config_lib.load_config("svd_conditioning/imagenet_gcp:ol")
   assert ol.regularizers.orthogonality.pattern == "gcp_reduce_conv/kernel"
-  with pytest.raises(ValueError, match="not implemented"):
-    config_lib.load_config("svd_conditioning/imagenet_gcp:ow")
+  ow = config_lib.load_config("svd_conditioning/imagenet_gcp:nog_ow")
+  assert ow.model.pooling_reduce_conv == "orthogonal" and "stem_conv" not in ow.model
+  assert ow.optimizer.kwargs.nog == "gcp_reduce_conv"
