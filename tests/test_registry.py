@@ -44,4 +44,7 @@ def test_factories_name_bad_arguments():
   with pytest.raises(TypeError, match="create_dataset\\('digits'\\).*colour"):
     data.create_dataset("digits", "train", colour=True)
   with pytest.raises(ValueError, match="split"):
+    data.create_dataset("digits", "valid")
+  with pytest.raises(ValueError, match="'digits' has no split 'validation'.*'train', 'test'"):
     data.create_dataset("digits", "validation")
+  assert data.dataset_splits("synthetic_iqa") == ("train", "validation", "test")

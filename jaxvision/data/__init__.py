@@ -1,12 +1,13 @@
 """Datasets (embedded, synthetic, TFDS catalog) and the host-side input pipeline."""
 
 from jaxvision.data import augment
-from jaxvision.data.registry import DATASETS, create_dataset, list_datasets, register_dataset
+from jaxvision.data.registry import (DATASETS, create_dataset, dataset_splits, list_datasets,
+                                     register_dataset)
 from jaxvision.data.sources import ArraySource, Batch, DatasetInfo, Source
 from jaxvision.data.pipeline import TrainIterator, eval_batches, splitmix64, to_global_array
 # Registration side effects: each module registers its datasets.
-from jaxvision.data import digits, synthetic, tfds_datasets, av2, scenes  # noqa: E402,F401
+from jaxvision.data import digits, synthetic, tfds_datasets, av2, scenes, iqa  # noqa: E402,F401
 
-__all__ = ["DATASETS", "create_dataset", "list_datasets", "register_dataset", "ArraySource",
-           "Batch", "DatasetInfo", "Source", "TrainIterator", "eval_batches", "splitmix64",
+__all__ = ["DATASETS", "create_dataset", "dataset_splits", "list_datasets", "register_dataset",
+           "ArraySource", "Batch", "DatasetInfo", "Source", "TrainIterator", "eval_batches", "splitmix64",
            "to_global_array", "augment"]
