@@ -374,3 +374,46 @@ def load_torch_checkpoint(path: str | os.PathLike, *, key: str | None = None
                      f"level has no tensors and no 'state_dict' / 'model' entry; found keys "
                      f"{sorted(obj)[:20]}; pass key=...")
   return {k: _to_numpy(v) for k, v in obj.items() if is_tensor(v)}
+
+
+INIT_FORMATS = ("torchvision", "linearity_iqa")
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """A ``{torch name: array}`` state_dict from a ``.pth``/``.pt`` (needs torch) or ``.npz``.
+
+  ``.npz`` lets a machine without PyTorch load torchvision weights converted once elsewhere:
+  ``np.savez(out, **{k: v.numpy() for k, v in torch.load(pth).items()})``.
+  """
+  path = os.fspath(path)
+  if path.endswith(".npz"):
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"load_state_dict: no such file: {path!r}.")
+    with np.load(path) as arrays:
+      return {k: np.asarray(arrays[k]) for k in arrays.files}
+  return load_torch_checkpoint(path)
+
+
+def load_pretrained(variables: Mapping[str, Any], path: str | os.PathLike, *,
+                    fmt: str = "torchvision", prefix: str = "backbone",
+                    strict: bool = True) -> dict:
+  """``variables`` with pretrained weights from ``path`` (the trainer's ``config.init``).
+
+  Args:
+    variables: the freshly initialised model variables (host or device arrays).
+    path: a ``.pth``/``.pt``/``.npz`` state_dict (:func:`load_state_dict`).
+    fmt: ``"torchvision"`` (an ImageNet ResNet/ResNeXt; loaded into the ``prefix``
+      submodule, or the whole model when ``prefix`` is ``""``) or ``"linearity_iqa"`` (a
+      checkpoint of the authors' LinearityIQA code, the whole model).
+    prefix: the backbone submodule of ``variables`` (``"backbone"`` for LinearityIQA).
+    strict: raise on unused checkpoint keys.
+  """
+  if fmt not in INIT_FORMATS:
+    raise ValueError(f"load_pretrained: `fmt` must be one of {INIT_FORMATS}; found {fmt!r}.")
+  state_dict = load_state_dict(path)
+  variables = {c: v for c, v in variables.items()}
+  if fmt == "linearity_iqa":
+    return convert_linearity_iqa_checkpoint(state_dict, variables)
+  if prefix:
+    return convert_torchvision_backbone(state_dict, variables, prefix=prefix, strict=strict)
+  return convert_torchvision_resnet(state_dict, variables, strict=strict)

@@ -27,8 +27,8 @@ import ml_collections
 ConfigDict = ml_collections.ConfigDict
 
 # Sections whose keys are component options, validated by the component itself.
-FREE_FORM = ("model", "data.kwargs", "loss.kwargs", "optimizer.kwargs",
-             "optimizer.schedule_kwargs", "regularizers")
+FREE_FORM = ("model", "data.kwargs", "data.eval_kwargs", "loss.kwargs", "optimizer.kwargs",
+             "optimizer.schedule_kwargs", "optimizer.lr_multipliers", "regularizers")
 REPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_CONFIG = "quickstart"
 
@@ -50,6 +50,9 @@ def default_config() -> ConfigDict:
   c.data.kwargs = ConfigDict()       # dataset options (data_dir, image_size, ...)
   c.data.global_batch_size = 128     # examples per step over all devices and hosts
   c.data.eval_batch_size = 256       # global batch for evaluation passes
+  c.data.eval_split = "test"         # split evaluated during and after training ("validation")
+  c.data.eval_name = ""              # evaluate on another dataset (cross-dataset); "" = data.name
+  c.data.eval_kwargs = ConfigDict()  # that dataset's options (used only with eval_name)
   c.data.seed = 0                    # data order and augmentation seed
   c.data.shuffle = True
   c.data.augment = True
@@ -77,6 +80,17 @@ def default_config() -> ConfigDict:
   c.optimizer.decay_all_params = False
   c.optimizer.grad_clip_norm = 0.0
   c.optimizer.kwargs = ConfigDict()
+  # {regex on parameter paths: factor}: parameter groups trained at factor x the rate
+  # (e.g. {"^backbone/": 0.1}); unmatched parameters use the rate itself.
+  c.optimizer.lr_multipliers = ConfigDict()
+
+  # Pretrained weights loaded into a fresh run (not on resume): a .pth/.pt/.npz state_dict
+  # (jaxvision.models.convert.load_pretrained), e.g. torchvision's ImageNet ResNeXt into the
+  # LinearityIQA backbone. "" = train from the random initialisation.
+  c.init = ConfigDict()
+  c.init.checkpoint = ""
+  c.init.format = "torchvision"      # "torchvision" | "linearity_iqa" (the authors' checkpoint)
+  c.init.prefix = "backbone"         # submodule receiving a torchvision model ("" = whole model)
 
   c.mesh = ConfigDict()
   c.mesh.axes = (("data", -1),)      # (name, size) pairs; one -1 takes the remaining devices

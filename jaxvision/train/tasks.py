@@ -24,15 +24,27 @@ class Task:
   """Attributes:
     input_key: the batch key fed to the model (its array is the model's input), or a
       tuple of keys (the model receives the dict of those arrays).
-    loss: ``(outputs, batch) -> per-example loss (B,)``.
+    loss: ``(outputs, batch) -> per-example loss (B,)``, or a scalar for a batch-level
+      loss (Norm-in-Norm: a function of the whole global batch, which is what ``jit``
+      over the sharded batch computes).
     train_metrics: ``(outputs, batch) -> {name: scalar}`` logged during training.
     eval_metrics: ``(outputs, batch) -> {name: per-example (B,)}``; the evaluator
       averages them over the real (unpadded) examples of the split.
+    collect: optional ``(outputs, batch) -> {name: per-example (B,)}`` values gathered
+      over the whole split for split-level metrics.
+    summarize: optional ``(values, fit_values) -> {name: float}``, called on the host
+      with the collected values of the evaluated split (numpy, padding removed) and,
+      when ``fit_split == "train"``, those of the training split (else ``None``).
+    fit_split: ``"train"`` if ``summarize`` needs the training split (e.g. to fit the
+      prediction -> label mapping there, as IQA protocols do), else ``None``.
   """
   input_key: str | tuple[str, ...]
   loss: Callable
   train_metrics: Callable
   eval_metrics: Callable
+  collect: Callable | None = None
+  summarize: Callable | None = None
+  fit_split: str | None = None
 
   def model_input(self, batch: dict):
     """The model's input taken from ``batch`` (an array, or a dict for a key tuple)."""
@@ -159,3 +171,93 @@ def motion_forecasting(loss_name: str = "laplace_wta", confidence_weight: float 
     return {"loss": loss(outputs, batch), **focal_metrics(outputs, batch)}
 
   return Task(SCENE_KEYS, loss, train_metrics, eval_metrics)
+
+
+QUALITY_MAPPINGS = ("train", "self", "none")
+
+
+@TASKS.register("quality_regression")
+def quality_regression(loss_name: str = "norm_in_norm", head_weights: tuple | None = None,
+                       monotonicity_weight: float = 0.0, mapping: str = "train",
+                       **loss_kwargs) -> Task:
+  """No-reference image quality assessment (Li, Jiang & Jiang, ACM MM 2020; spec Secs. 2-3).
+
+  ``batch = {"image", "score"}`` (``score``: the MOS). The model returns ``(B,)`` or
+  ``(B, K)`` float32 scores: column 0 the main prediction, columns ``1..`` auxiliary heads
+  (LinearityIQA's per-level heads, in backbone order).
+
+  Loss: ``sum_k head_weights[k] * loss(outputs[:, k], score)`` -- a weighted *sum* as the
+  authors' code (``head_weights`` default ``(1, 0.1, ..., 0.1)``, i.e. (1, 0.1, 0.1) for two
+  levels) -- plus ``monotonicity_regularizer(main, score, gamma=monotonicity_weight)`` (the
+  code's pairwise ranking term; off by default, as the paper). ``loss_name`` is a batch-level loss of
+  :mod:`jaxvision.losses.iqa` (``"norm_in_norm"``, ``"plcc"``, ``"mae"``, ``"mse"``) with
+  ``loss_kwargs`` (``p``, ``q``, ``alpha``, ``eps``, ``num_groups``, ``detach`` for
+  Norm-in-Norm). Under ``jit`` over a sharded batch it is the *global*-batch loss;
+  ``num_groups=G`` computes it per group of ``B / G`` rows and averages, as the authors'
+  PyTorch code does on ``G`` GPUs.
+
+  Evaluation (host, float64, over the whole split): SROCC, KROCC, PLCC and RMSE of the main
+  prediction after a least-squares linear mapping prediction -> MOS fitted on the training
+  split (``mapping="train"``, the paper's ``IQAPerformance``; its RMSE is in MOS units),
+  on the evaluated split itself (``"self"``), or none (``"none"``).
+  """
+  if mapping not in QUALITY_MAPPINGS:
+    raise ValueError(f"task 'quality_regression': loss.kwargs.mapping must be one of "
+                     f"{QUALITY_MAPPINGS}; found {mapping!r}.")
+  loss_fn = losses.get_loss(loss_name)
+  if monotonicity_weight < 0:
+    raise ValueError(f"task 'quality_regression': loss.kwargs.monotonicity_weight must be "
+                     f">= 0; found {monotonicity_weight}.")
+
+  def head_scores(outputs):
+    scores = outputs[:, None] if outputs.ndim == 1 else outputs
+    if scores.ndim != 2:
+      raise ValueError(f"quality_regression: the model must return scores (B,) or (B, K); "
+                       f"found shape {outputs.shape}.")
+    weights = head_weights
+    if weights is None:
+      weights = (1.0,) + (0.1,) * (scores.shape[1] - 1)
+    if len(weights) != scores.shape[1]:
+      raise ValueError(f"quality_regression: loss.kwargs.head_weights has {len(weights)} "
+                       f"entries but the model returns {scores.shape[1]} score columns.")
+    return scores, weights
+
+  def loss(outputs, batch):
+    scores, weights = head_scores(outputs)
+    target = batch["score"]
+    total = sum(w * loss_fn(scores[:, k], target, **loss_kwargs)
+                for k, w in enumerate(weights) if w)
+    if monotonicity_weight:
+      total = total + losses.monotonicity_regularizer(scores[:, 0], target,
+                                                      gamma=monotonicity_weight)
+    return total
+
+  def train_metrics(outputs, batch):
+    scores, _ = head_scores(outputs)
+    # The batch PLCC of the main head, from the eps-guarded PLCC loss (finite for constant
+    # batches, which the NaN guard would otherwise stop on).
+    return {"plcc": 1.0 - 2.0 * losses.plcc_loss(scores[:, 0], batch["score"])}
+
+  def eval_metrics(outputs, batch):
+    del outputs, batch
+    return {}
+
+  def collect(outputs, batch):
+    scores, _ = head_scores(outputs)
+    return {"prediction": scores[:, 0].astype(jnp.float32),
+            "score": batch["score"].astype(jnp.float32)}
+
+  def summarize(values, fit_values):
+    with jax.enable_x64(True):
+      pred = jnp.asarray(values["prediction"], jnp.float64)
+      score = jnp.asarray(values["score"], jnp.float64)
+      coeffs = None
+      if mapping == "train":
+        coeffs = metrics.fit_linear_mapping(jnp.asarray(fit_values["prediction"], jnp.float64),
+                                            jnp.asarray(fit_values["score"], jnp.float64))
+      elif mapping == "self":
+        coeffs = metrics.fit_linear_mapping(pred, score)
+      return {k: float(v) for k, v in metrics.iqa_performance(pred, score, coeffs).items()}
+
+  return Task("image", loss, train_metrics, eval_metrics, collect=collect, summarize=summarize,
+              fit_split="train" if mapping == "train" else None)

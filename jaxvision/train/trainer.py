@@ -5,7 +5,7 @@ Everything here is driven by a config (:mod:`jaxvision.train.config`):
 * :func:`build_experiment` resolves names to a model, task, optimizer, datasets,
   mesh and shardings, and derives the abstract (shape-only) train state.
 * :func:`make_train_step` returns the pure ``train_step(state, batch) -> (state,
-  metrics)``; :func:`make_eval_step` the pure ``eval_step(state, batch) -> sums``.
+  metrics)``; :func:`make_eval_step` the pure ``eval_step(state, batch) -> (sums, collected)``.
   Both are jitted once with explicit shardings, the state donated.
 * :func:`train` runs the loop with resume, periodic evaluation and checkpoints,
   logging, and the NaN guard; :func:`evaluate_workdir` evaluates a finished run.
@@ -90,8 +90,29 @@ class Experiment:
     sharded initialisation must not materialise a full parameter per device.
     """
     with jax.threefry_partitionable(self.config.partitionable_init_rng):
-      return jax.jit(self.init_fn, out_shardings=self.state_sharding)(
+      state = jax.jit(self.init_fn, out_shardings=self.state_sharding)(
           jax.random.PRNGKey(self.config.seed))
+    if self.config.init.checkpoint:
+      state = self._load_pretrained(state)
+    return state
+
+  def _load_pretrained(self, state: TrainState) -> TrainState:
+    """``state`` with ``config.init``'s pretrained weights (the optimizer state is unchanged:
+    optax states start from zeros whatever the parameters)."""
+    init = self.config.init
+    host = jax.device_get({"params": state.params, **state.model_state})
+    try:
+      loaded = models.convert.load_pretrained(host, os.path.expanduser(init.checkpoint),
+                                              fmt=init.format, prefix=init.prefix)
+    except (KeyError, ValueError, TypeError, FileNotFoundError, ImportError) as e:
+      raise type(e)(f"config field 'init.checkpoint' = {init.checkpoint!r}: {e}") from None
+    loaded = {c: jax.tree.map(lambda new, old: np.asarray(new, old.dtype), loaded[c], host[c])
+              for c in host}
+    params = jax.device_put(loaded.pop("params"), self.state_sharding.params)
+    model_state = jax.device_put(loaded, self.state_sharding.model_state)
+    log.info("loaded pretrained weights from %s (%s, prefix %r)", init.checkpoint,
+             init.format, init.prefix)
+    return state.replace(params=params, model_state=model_state)
 
 
 def create_train_state_fn(model, tx: optax.GradientTransformation, example_input
@@ -167,7 +188,11 @@ def build_experiment(config, mesh: jax.sharding.Mesh | None = None) -> Experimen
   _check_divisible("data.eval_batch_size", config.data.eval_batch_size, mesh)
   data_kwargs = dict(config.data.kwargs)
   train_source = data_lib.create_dataset(config.data.name, "train", **data_kwargs)
-  eval_source = data_lib.create_dataset(config.data.name, "test", **data_kwargs)
+  if config.data.eval_name:  # cross-dataset evaluation
+    eval_source = data_lib.create_dataset(config.data.eval_name, config.data.eval_split,
+                                          **dict(config.data.eval_kwargs))
+  else:
+    eval_source = data_lib.create_dataset(config.data.name, config.data.eval_split, **data_kwargs)
   model_kwargs = dict(config.model)
   if config.task == "classification":
     model_kwargs.setdefault("num_classes", train_source.info.num_classes)
@@ -246,18 +271,23 @@ def make_train_step(task: Task, schedule: optax.Schedule, regularizer: Regulariz
   return train_step
 
 
-def make_eval_step(task: Task) -> Callable[[TrainState, dict], dict]:
+def make_eval_step(task: Task) -> Callable[[TrainState, dict], tuple[dict, dict]]:
   """The pure eval step: per-example metrics summed with the padding ``mask``.
 
-  Returns ``{name: sum over real examples, "count": number of real examples}``.
+  Returns ``(sums, collected)``: ``sums`` is ``{name: sum over real examples, "count":
+  number of real examples}``; ``collected`` is the task's per-example values for
+  split-level metrics (``task.collect``) with the batch's ``mask``, or ``{}``.
   """
 
-  def eval_step(state: TrainState, batch: dict) -> dict:
+  def eval_step(state: TrainState, batch: dict) -> tuple[dict, dict]:
     outputs = state.apply_fn(state.variables(), task.model_input(batch), train=False)
     mask = batch["mask"]
     sums = {k: jnp.sum(v * mask) for k, v in task.eval_metrics(outputs, batch).items()}
     sums["count"] = jnp.sum(mask)
-    return sums
+    collected = {}
+    if task.collect is not None:
+      collected = {**task.collect(outputs, batch), "mask": mask}
+    return sums, collected
 
   return eval_step
 
@@ -274,15 +304,42 @@ def jit_steps(exp: Experiment) -> tuple[Callable, Callable]:
   return train_step, eval_step
 
 
-def evaluate(exp: Experiment, state: TrainState, eval_step: Callable) -> dict[str, float]:
-  """One pass over the evaluation split; returns ``{"eval/<metric>": mean}``."""
-  totals = None
-  for batch in data_lib.eval_batches(exp.eval_source, exp.config.data.eval_batch_size):
-    sums = eval_step(state, data_lib.to_global_array(batch, exp.batch_sharding))
+def _eval_pass(exp: Experiment, source: data_lib.Source, state: TrainState, eval_step: Callable
+               ) -> tuple[dict, dict[str, np.ndarray]]:
+  """One ordered pass over ``source``: summed metrics and the real rows of the collected
+  per-example values (padding removed), as host numpy arrays."""
+  totals, collected = None, []
+  for batch in data_lib.eval_batches(source, exp.config.data.eval_batch_size):
+    sums, values = eval_step(state, data_lib.to_global_array(batch, exp.batch_sharding))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.device_get(totals)
+    if values:
+      collected.append(jax.device_get(values))
+  values = {}
+  if collected:
+    keep = np.concatenate([c["mask"] for c in collected]) > 0
+    values = {k: np.concatenate([c[k] for c in collected])[keep]
+              for k in collected[0] if k != "mask"}
+  return jax.device_get(totals), values
+
+
+def evaluate(exp: Experiment, state: TrainState, eval_step: Callable) -> dict[str, float]:
+  """One pass over the evaluation split; returns ``{"eval/<metric>": value}``.
+
+  Per-example metrics are averaged over the split. A task with split-level metrics
+  (``task.collect``/``task.summarize``: rank correlations, a mapping fitted on the
+  training set) also gets them; with ``task.fit_split`` the training split is passed
+  over too, with evaluation preprocessing.
+  """
+  totals, values = _eval_pass(exp, exp.eval_source, state, eval_step)
   count = float(totals.pop("count"))
-  return {f"eval/{k}": float(v) / count for k, v in totals.items()}
+  results = {f"eval/{k}": float(v) / count for k, v in totals.items()}
+  if exp.task.summarize is not None:
+    fit_values = None
+    if exp.task.fit_split == "train":
+      fit_values = _eval_pass(exp, exp.train_source, state, eval_step)[1]
+    results.update({f"eval/{k}": float(v)
+                    for k, v in exp.task.summarize(values, fit_values).items()})
+  return results
 
 
 def restore_state(exp: Experiment, checkpointer: Checkpointer) -> tuple[TrainState, dict] | None:
