@@ -1,6 +1,12 @@
 """Metrics: pure functions of arrays."""
 
 from jaxvision.metrics.classification import accuracy, topk_correct
+from jaxvision.metrics.colorization import (ab_accuracy_counts, ab_accuracy_curve, ab_distance,
+                                            auc_ab, auc_from_curve, auc_rebalancing_weights,
+                                            auc_thresholds, colorfulness_hasler,
+                                            kolinguo_distance_scale, mean_chroma, psnr_rgb,
+                                            rebalanced_auc_ab, rebalanced_auc_ab_kolinguo,
+                                            rmse_ab)
 from jaxvision.metrics.iqa import (apply_linear_mapping, average_ranks, fit_linear_mapping,
                                    fit_logistic_mapping, iqa_performance, krocc,
                                    logistic_mapping, plcc, rmse, srocc)
@@ -11,3 +17,7 @@ __all__ += ["forecasting_metrics"]
 __all__ += ["apply_linear_mapping", "average_ranks", "fit_linear_mapping",
             "fit_logistic_mapping", "iqa_performance", "krocc", "logistic_mapping", "plcc",
             "rmse", "srocc"]
+__all__ += ["ab_accuracy_counts", "ab_accuracy_curve", "ab_distance", "auc_ab", "auc_from_curve",
+            "auc_rebalancing_weights", "auc_thresholds", "colorfulness_hasler",
+            "kolinguo_distance_scale", "mean_chroma", "psnr_rgb", "rebalanced_auc_ab",
+            "rebalanced_auc_ab_kolinguo", "rmse_ab"]

@@ -4,6 +4,7 @@ from jaxvision.models.registry import MODELS, create_model, list_models, registe
 from jaxvision.models.resnet import (ResNet, ResNet18, ResNet34, ResNet50, ResNeXt50_32x4d,
                                      ResNeXt101_32x8d)
 from jaxvision.models.linearity_iqa import LevelEncoder, LinearityIQA
+from jaxvision.models.colorization import ZhangColorization
 from jaxvision.models.mambatraj import (AttentionSSMBlock, MambaTraj, MambaTrajDecoder,
                                         MambaTrajEncoder, SSMBlock)
 from jaxvision.models import convert
@@ -11,4 +12,5 @@ from jaxvision.models import convert
 __all__ = ["MODELS", "create_model", "list_models", "register_model",
            "ResNet", "ResNet18", "ResNet34", "ResNet50", "ResNeXt50_32x4d", "ResNeXt101_32x8d",
            "LevelEncoder", "LinearityIQA", "convert",
-           "AttentionSSMBlock", "MambaTraj", "MambaTrajDecoder", "MambaTrajEncoder", "SSMBlock"]
+           "AttentionSSMBlock", "MambaTraj", "MambaTrajDecoder", "MambaTrajEncoder", "SSMBlock",
+           "ZhangColorization"]
