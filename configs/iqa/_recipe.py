@@ -31,5 +31,5 @@ def apply_recipe(c, o: dict, *, train_examples: int) -> None:
                                           factor=0.1),
                      weight_decay=0.0, lr_multipliers={"^backbone/": o["ft_rate"]})
   c.eval_every_steps = steps_per_epoch
-  c.checkpoint = dict(every_steps=steps_per_epoch, keep=3)
+  c.checkpoint = dict(every_steps=steps_per_epoch, keep=3, best_metric="eval/srocc")
   c.log_every_steps = 50

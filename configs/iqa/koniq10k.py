@@ -10,9 +10,10 @@ encoders and heads) and recipe (``_recipe.py``), images resized to 498 x 664 (``
 no augmentation, the owner's 7058 / 1000 / 2015 split. The backbone is ImageNet-pretrained
 in the paper: point ``init.checkpoint`` at torchvision's weights file (``.pth`` needs
 ``pip install "jaxvision[torch]"``; an ``.npz`` of the same state_dict does not). Evaluation
-runs on the validation split every epoch (select the best validation SROCC, as the paper)
-with SROCC/KROCC/PLCC/RMSE after the linear mapping fitted on the training set; run
-``jaxvision eval`` with ``--config.data.eval_split=test`` for the test numbers.
+runs on the validation split every epoch with SROCC/KROCC/PLCC/RMSE after the linear mapping
+fitted on the training set, and the best validation SROCC state is kept (model selection, as
+the paper: ``checkpoints_best/``, ``best.json``); then
+``jaxvision eval --workdir DIR --best --split test`` gives the test numbers.
 
 Arguments: a backbone of ``_recipe.BACKBONES`` (default resnext101_32x8d), a loss of
 ``_recipe.LOSSES`` (default norm_in_norm), ``p=``, ``q=`` (1, 2), ``lprime`` (l + 0.1 l'),
@@ -56,7 +57,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                   eval_split="validation", kwargs=dict(image_size=32, num_per_image=8))
     c.total_steps = 4
     c.optimizer.schedule_kwargs = dict(every_steps=2, factor=0.1)
-    c.checkpoint = dict(every_steps=2, keep=2)
+    c.checkpoint = dict(every_steps=2, keep=2, best_metric="eval/srocc")
     c.log_every_steps = 1
     c.eval_every_steps = 0
   return c

@@ -85,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="run directory (default: workdirs/<config.name>)")
   evaluate = sub.add_parser("eval", help="evaluate the latest checkpoint of a run")
   evaluate.add_argument("--workdir", required=True, help="run directory")
+  evaluate.add_argument("--best", action="store_true",
+                        help="the best evaluated checkpoint (config.checkpoint.best_metric)")
+  evaluate.add_argument("--split", default=None, choices=("train", "validation", "test"),
+                        help="evaluate this split instead of the run's data.eval_split")
   sub.add_parser("list", help="list registered models, datasets, losses, optimizers and configs")
   return parser
 
@@ -130,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       workdir = args.workdir or f"workdirs/{config.name}"
       results = trainer.train(config, workdir)
     else:
-      results = trainer.evaluate_workdir(args.workdir)
+      results = trainer.evaluate_workdir(args.workdir, best=args.best, eval_split=args.split)
   except (KeyError, TypeError, ValueError, FileNotFoundError, FloatingPointError,
           trainer.CheckpointError) as e:
     msg = e.args[0] if isinstance(e, KeyError) and e.args else e

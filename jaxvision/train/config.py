@@ -103,6 +103,10 @@ def default_config() -> ConfigDict:
   c.checkpoint.every_steps = 500     # also saved at the end; 0 = only at the end
   c.checkpoint.keep = 3              # newest checkpoints kept
   c.checkpoint.async_save = True
+  # Keep the best evaluated state too (model selection, e.g. "eval/srocc" for IQA): saved to
+  # checkpoints_best/ with best.json whenever an evaluation improves it. "" = off.
+  c.checkpoint.best_metric = ""
+  c.checkpoint.best_mode = "max"     # "max" | "min"
 
   c.log_every_steps = 50
   c.eval_every_steps = 0             # 0 = evaluate only at the end

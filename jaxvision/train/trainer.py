@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+BEST_CHECKPOINT_DIR = "checkpoints_best"
+BEST_FILE = "best.json"
 INTERMEDIATES = "intermediates"
 SOWN_COVARIANCE = "covariance"
 COND_PREFIX = "train/log10_cond/"  # monitors: inf is a valid reading (singular covariance)
@@ -359,6 +361,50 @@ def _checkpoint_meta(config, step: int) -> dict:
           "jaxvision_version": jaxvision.__version__}
 
 
+def _write_json(path: Path, obj: dict) -> None:
+  """Writes ``obj`` to ``path`` atomically (a temporary file, then a rename)."""
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=2) + "\n")
+  os.replace(tmp, path)
+
+
+class _BestTracker:
+  """Model selection: keeps the state with the best ``config.checkpoint.best_metric``.
+
+  The state is saved to ``<workdir>/checkpoints_best`` (one checkpoint) and ``best.json``
+  records its step and evaluation metrics; a resumed run continues from the recorded best.
+  """
+
+  def __init__(self, config, workdir: Path):
+    self.metric, self.mode = config.checkpoint.best_metric, config.checkpoint.best_mode
+    if self.mode not in ("max", "min"):
+      raise ValueError(f"config field 'checkpoint.best_mode' must be 'max' or 'min'; found "
+                       f"{self.mode!r}.")
+    self.config, self.path = config, workdir / BEST_FILE
+    self.best = json.loads(self.path.read_text()) if self.path.exists() else None
+    self.checkpointer = Checkpointer(workdir / BEST_CHECKPOINT_DIR, keep=1, async_save=False)
+
+  def update(self, step: int, state: TrainState, eval_metrics: dict) -> None:
+    if self.metric not in eval_metrics:
+      raise KeyError(f"config field 'checkpoint.best_metric' = {self.metric!r} is not an "
+                     f"evaluation metric; found {sorted(eval_metrics)}.")
+    value = eval_metrics[self.metric]
+    if not math.isfinite(value):
+      return
+    if self.best is not None:
+      old = self.best["value"]
+      if (value <= old) if self.mode == "max" else (value >= old):
+        return
+    self.checkpointer.save(step, state.checkpoint_items(), _checkpoint_meta(self.config, step))
+    self.checkpointer.wait()
+    self.best = {"step": step, "metric": self.metric, "value": value, "eval": eval_metrics}
+    if jax.process_index() == 0:
+      _write_json(self.path, self.best)
+
+  def close(self) -> None:
+    self.checkpointer.close()
+
+
 def _is_multiple(step: int, every: int) -> bool:
   return bool(every) and step % every == 0
 
@@ -438,6 +484,7 @@ def train(config, workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None 
   pbar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True,
               disable=not config.progress_bar or jax.process_index() != 0)
   metric_log = _MetricLog(config, writer, pbar)
+  best = _BestTracker(config, workdir) if config.checkpoint.best_metric else None
   iterator = data_lib.TrainIterator(exp.train_source, config.data.global_batch_size,
                                     seed=config.data.seed, start_step=start,
                                     shuffle=config.data.shuffle, augment=config.data.augment,
@@ -460,6 +507,8 @@ def train(config, workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None 
       if run_eval:
         eval_metrics = evaluate(exp, state, eval_step)
         writer.write(step, eval_metrics)
+        if best is not None:
+          best.update(step, state, eval_metrics)
       if save:
         checkpointer.save(step, state.checkpoint_items(), _checkpoint_meta(config, step))
     if pending is not None:
@@ -469,23 +518,33 @@ def train(config, workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None 
     eval_metrics = evaluate(exp, state, eval_step)
     writer.write(max(last, start), eval_metrics)
     results.update(eval_metrics)
+    if best is not None:
+      best.update(max(last, start), state, eval_metrics)
+      results["best/step"] = float(best.best["step"]) if best.best else float("nan")
+      results[f"best/{best.metric}"] = best.best["value"] if best.best else float("nan")
   finally:
     iterator.close()
     pbar.close()
     checkpointer.close()
     writer.close()
+    if best is not None:
+      best.close()
   if jax.process_index() == 0:
     logging_lib.plot_curves(workdir)
   return results
 
 
-def restore_run(workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None = None
+def restore_run(workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None = None,
+                best: bool = False, eval_split: str | None = None
                 ) -> tuple[Experiment, TrainState, dict]:
   """Rebuilds a run from ``workdir``: its saved config, newest checkpoint and metadata.
 
   Returns ``(experiment, state, meta)``; ``state`` is placed on ``mesh`` (default:
   the config's mesh over the devices present now), whatever mesh wrote it. For
-  notebooks and analysis: ``exp.model.apply(state.variables(), images)``.
+  notebooks and analysis: ``exp.model.apply(state.variables(), images)``. ``best=True``
+  restores the best evaluated state instead (``config.checkpoint.best_metric``);
+  ``eval_split`` replaces the saved ``data.eval_split`` (e.g. ``"test"`` after model
+  selection on ``"validation"``).
   """
   workdir = Path(workdir)
   config_path = workdir / CONFIG_FILE
@@ -493,33 +552,35 @@ def restore_run(workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None = 
     raise FileNotFoundError(f"no {CONFIG_FILE} in workdir {str(workdir)!r}: is it a jaxvision "
                             f"run directory?")
   config = config_lib.read_config(config_path)
+  if eval_split is not None:
+    config.data.eval_split = eval_split
   exp = build_experiment(config, mesh)
-  checkpointer = Checkpointer(workdir / CHECKPOINT_DIR, keep=config.checkpoint.keep,
-                              async_save=False)
+  directory = workdir / (BEST_CHECKPOINT_DIR if best else CHECKPOINT_DIR)
+  checkpointer = Checkpointer(directory, keep=config.checkpoint.keep, async_save=False)
   try:
     restored = restore_state(exp, checkpointer)
   finally:
     checkpointer.close()
   if restored is None:
-    raise CheckpointError(f"no checkpoint in {workdir / CHECKPOINT_DIR}.")
+    raise CheckpointError(f"no checkpoint in {directory}" + (
+        " (was config.checkpoint.best_metric set?)." if best else "."))
   state, meta = restored
   return exp, state, meta
 
 
-def evaluate_workdir(workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None = None
-                     ) -> dict[str, float]:
-  """Evaluates the newest checkpoint of the run in ``workdir`` with its saved config.
+def evaluate_workdir(workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None = None,
+                     best: bool = False, eval_split: str | None = None) -> dict[str, float]:
+  """Evaluates the newest (or, with ``best``, the best) checkpoint of the run in ``workdir``
+  with its saved config (``eval_split``: another split, e.g. ``"test"``).
 
-  Writes ``eval_step_<N>.json`` beside the run and returns
+  Writes ``eval_step_<N>[_<split>].json`` beside the run and returns
   ``{"step": N, "eval/<metric>": value, ...}``.
   """
   workdir = Path(workdir)
-  exp, state, meta = restore_run(workdir, mesh=mesh)
+  exp, state, meta = restore_run(workdir, mesh=mesh, best=best, eval_split=eval_split)
   _, eval_step = jit_steps(exp)
   results = {"step": int(meta["step"]), **evaluate(exp, state, eval_step)}
   if jax.process_index() == 0:
-    out = workdir / f"eval_step_{meta['step']}.json"
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, out)
+    suffix = f"_{eval_split}" if eval_split else ""
+    _write_json(workdir / f"eval_step_{meta['step']}{suffix}.json", results)
   return results

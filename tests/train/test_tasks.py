@@ -1,5 +1,7 @@
 """Tasks: the IQA regression task's loss, split-level evaluation, and its engine wiring."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,6 +83,13 @@ def test_tiny_iqa_run_reports_split_level_metrics_on_the_validation_split(tmp_pa
   exp = trainer.build_experiment(config)
   assert exp.eval_source.info.num_examples == 16  # validation: 2 photos x 8 crops
   assert exp.task.fit_split == "train"
+  # Model selection: the best validation SROCC state is kept and can be tested on "test".
+  best = json.loads((tmp_path / "run" / "best.json").read_text())
+  assert best["step"] in (2, 4) and best["metric"] == "eval/srocc"
+  assert results["best/eval/srocc"] == best["value"] >= results["eval/srocc"]
+  test = trainer.evaluate_workdir(tmp_path / "run", best=True, eval_split="test")
+  assert test["step"] == best["step"] and np.isfinite(test["eval/srocc"])
+  assert (tmp_path / "run" / f"eval_step_{best['step']}_test.json").exists()
 
 
 def test_cross_dataset_evaluation_uses_eval_name():
@@ -114,8 +123,9 @@ def test_paper_configs_resolve_to_the_recipe():
 def test_pretrained_backbone_is_loaded_into_a_fresh_run(tmp_path):
   config = config_lib.load_config("iqa/synthetic:tiny")
   width = config.model.backbone_width
-  backbone = models.create_model("resnet18", num_classes=None, width=width, stem="imagenet")
-  abstract = jax.eval_shape(lambda: backbone.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))
+  backbone = models.create_model("resnet18", num_classes=None, width=width,
+                                  stem=config.model.stem, **config.model.backbone_kwargs)
+  abstract = jax.eval_shape(lambda: backbone.init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3))))
   rng = np.random.default_rng(3)
   weights = jax.tree.map(lambda x: rng.standard_normal(x.shape).astype(np.float32), abstract)
   path = tmp_path / "backbone.npz"
