@@ -8,12 +8,16 @@ objectives register their own task; configs pick one by ``config.task``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxvision import losses, metrics, ops
+from jaxvision.data import colorization as colorization_data
 from jaxvision.registry import Registry
 
 TASKS: Registry = Registry("task")
@@ -261,3 +265,229 @@ def quality_regression(loss_name: str = "norm_in_norm", head_weights: tuple | No
 
   return Task("image", loss, train_metrics, eval_metrics, collect=collect, summarize=summarize,
               fit_split="train" if mapping == "train" else None)
+
+
+# ------------------------------------------------------------------------------------------
+# Colorization: Mukhopadhyay et al., "Towards More Vibrant Image Colorization" (spec
+# vibrant-colorization), and Zhang, Isola & Efros, "Colorful Image Colorization" (ECCV 2016).
+
+COLORIZATION_LOSSES = ("chroma_l2", "rebalanced_cross_entropy")
+COLORIZATION_PRIORS = ("uniform", "embedded", "file")
+COLORIZATION_REDUCTIONS = ("sum", "mean")
+
+
+@functools.lru_cache(maxsize=8)
+def _embedded_prior(bin_grid: float, method: str, sigma: float) -> np.ndarray:
+  bins = ops.ab_gamut_bins(bin_grid)
+  samples = colorization_data.embedded_ab_samples("train")
+  prior = np.asarray(ops.ab_prior(samples, bins, sigma=sigma, method=method), np.float64)
+  prior.setflags(write=False)
+  return prior
+
+
+def colorization_prior(prior: str, bins: np.ndarray, *, prior_file: str = "",
+                       method: str = "smooth", sigma: float = 5.0,
+                       bin_grid: float = 10.0) -> np.ndarray | None:
+  """The ab prior ``p~`` ``(Q,)`` over ``bins`` named by the task option ``prior``.
+
+  * ``"uniform"``: ``None`` (no prior: the cross-entropy is unweighted, ``w = 1``).
+  * ``"embedded"``: ``ops.ab_prior`` (``method``, ``sigma``) of the ab pixels of the
+    ``embedded_colorization`` training photographs at native resolution (every 2nd pixel
+    per axis, ~0.55M samples; a few seconds, computed once per process): the honest prior
+    of the embedded data, and a rough stand-in for COCO's.
+  * ``"file"``: a ``(Q,)`` ``.npy`` at ``prior_file``, e.g. the accumulated
+    ``ops.ab_histogram`` of a COCO training pass normalised by ``ops.prior_from_histogram``
+    (the authors ship ``prior_probs_train2017.npy`` over Zhang's 313 bins, which do not
+    match these bins).
+  """
+  if prior not in COLORIZATION_PRIORS:
+    raise ValueError(f"task 'colorization': loss.kwargs.prior must be one of "
+                     f"{COLORIZATION_PRIORS}; found {prior!r}.")
+  if prior == "uniform":
+    return None
+  if prior == "embedded":
+    return _embedded_prior(float(bin_grid), method, float(sigma))
+  path = os.path.expanduser(prior_file) if prior_file else ""
+  if not path or not os.path.isfile(path):
+    raise FileNotFoundError(f"task 'colorization': loss.kwargs.prior='file' needs "
+                            f"loss.kwargs.prior_file, a .npy of shape ({len(bins)},); found "
+                            f"{prior_file!r}.")
+  p = np.asarray(np.load(path), np.float64)
+  if p.shape != (len(bins),) or not np.all(p >= 0) or not p.sum() > 0:
+    raise ValueError(f"task 'colorization': loss.kwargs.prior_file {prior_file!r} must hold "
+                     f"({len(bins)},) non-negative probabilities (one per ab bin of grid "
+                     f"{bin_grid}), not all zero; found shape {p.shape}.")
+  return p / p.sum()
+
+
+@TASKS.register("colorization")
+def colorization(loss_name: str = "chroma_l2", gamma: float = 0.0, convention: str = "paper",
+                 reduction: str = "sum", prior: str = "uniform", prior_file: str = "",
+                 prior_method: str = "smooth", lam: float = 0.5, sigma: float = 5.0,
+                 k: int = 5, temperature: float = 0.38, bin_grid: float = 10.0,
+                 max_psnr: float = 100.0) -> Task:
+  """Automatic colorization: predict the Lab ab channels from the lightness L.
+
+  ``batch = {"L": (B, H, W, 1), "ab": (B, H, W, 2), "rgb": (B, H, W, 3)}``
+  (:mod:`jaxvision.data.colorization`); the model receives ``batch["L"]``.
+
+  Losses (``loss.name``), per example:
+
+  * ``"chroma_l2"`` (the paper, eq. 2 without ``nu ||Theta||^2``, which is the optimiser's
+    coupled weight decay): ``1/2 sum_hw ||Y - Y^||^2 + g sum_hw (C - C^)^2``
+    (:func:`jaxvision.losses.chroma_l2`), ``g = gamma`` (``convention="paper"``) or
+    ``2 gamma`` (``"code"``, the authors' ``--color-vivid-gamma``, in which Table 1's values
+    presumably are). The model returns ab ``(B, H, W, 2)`` at the target resolution (the
+    regression head with ``upsample=True``: ``eccv16_half``, ``eccv16``).
+  * ``"rebalanced_cross_entropy"`` (Zhang et al. eqs. 2-4): the model returns logits
+    ``(B, H/f, W/f, Q)`` over the ``Q`` in-gamut bins of ``ops.ab_gamut_bins(bin_grid)``
+    (229 for grid 10: set ``model.num_bins = 229``, ``model.head = "classification"``);
+    the target ab is subsampled to the logits' resolution (every ``f``-th pixel, Zhang's
+    stride-4 ``data_ab_ss``), soft-encoded (``k`` neighbours, ``sigma``; the paper's 5 and
+    5) and weighted by ``ops.rebalancing_weights(prior, lam)`` at its nearest bin, where
+    the prior is :func:`colorization_prior` of ``prior`` (``"uniform"``: ``w = 1``).
+
+  Scaling (``reduction``): ``"sum"`` (default) sums over pixels, as the paper's
+  ``sum_hw`` and the authors' ``MSELoss_Vibrant`` (``/ batch_size`` is the engine's batch
+  mean); ``"mean"`` divides by the number of pixels. This is not cosmetic: with Adam the
+  update barely depends on the scale, but the paper's *coupled* weight decay (PyTorch
+  ``Adam(weight_decay=1e-3)``, ``optax.add_decayed_weights``) is added to the gradient, so
+  its relative strength is ``H W`` times larger under ``"mean"`` (16,384 at 128 x 128):
+  keep ``"sum"`` to reproduce the recipe.
+
+  Training metrics: the batch's mean predicted and target chroma (``chroma_pred``,
+  ``chroma_target``; :func:`jaxvision.metrics.mean_chroma`).
+
+  Evaluation (per image, averaged over the split; the prediction is the regression ab,
+  or Zhang's annealed mean at ``temperature`` bilinearly upsampled for the classifier):
+  ``loss``; ``auc`` (raw AuC, thresholds 0..150; with equal-sized images the mean of the
+  per-image AuCs *is* the pixel-pooled AuC); ``chroma_pred`` / ``chroma_target``;
+  ``colorfulness_pred`` / ``colorfulness_target`` (Hasler-Suesstrunk on the 0..255 scale of
+  ``lab_to_rgb(L, ab^)`` and of ``rgb``); ``psnr`` (dB, ``lab_to_rgb(L, ab^)`` against
+  ``rgb`` = ``lab_to_rgb(L, ab)`` to float rounding; capped at ``max_psnr``, so a perfect
+  prediction gives a finite number); ``rmse_ab`` (per image, ab / 110); with a prior,
+  ``rebalanced_auc_kolinguo`` (the authors' ``RebalancedAUC``, distances scaled at the
+  prediction's bin). Split level (``collect``/``summarize``): ``rebalanced_auc``, Zhang's
+  class-rebalanced AuC ``sum_q w_q S_q / sum_q w_q C_q`` over the target pixels' nearest
+  bins (``S_q`` the summed per-pixel AuC, ``C_q`` the pixel count), with
+  ``w = metrics.auc_rebalancing_weights(p)`` for ``p`` the task's prior, or, without one
+  (``prior="uniform"``), the evaluated split's own bin frequency, which makes it the mean
+  of the per-bin AuCs.
+  """
+  fn = "task 'colorization'"
+  if loss_name not in COLORIZATION_LOSSES:
+    raise ValueError(f"{fn}: loss.name must be one of {COLORIZATION_LOSSES}; found "
+                     f"{loss_name!r}.")
+  if reduction not in COLORIZATION_REDUCTIONS:
+    raise ValueError(f"{fn}: loss.kwargs.reduction must be one of {COLORIZATION_REDUCTIONS}; "
+                     f"found {reduction!r}.")
+  if convention not in losses.colorization.CHROMA_CONVENTIONS:
+    raise ValueError(f"{fn}: loss.kwargs.convention must be one of "
+                     f"{losses.colorization.CHROMA_CONVENTIONS}; found {convention!r}.")
+  if not isinstance(gamma, (int, float)) or not 0 <= gamma < float("inf"):
+    raise ValueError(f"{fn}: loss.kwargs.gamma must be a finite number >= 0; found {gamma!r}.")
+  if loss_name != "chroma_l2" and gamma:
+    raise ValueError(f"{fn}: loss.kwargs.gamma applies to loss.name 'chroma_l2' only; found "
+                     f"gamma={gamma!r} with {loss_name!r}.")
+  if prior_method not in ops.color.PRIOR_METHODS:
+    raise ValueError(f"{fn}: loss.kwargs.prior_method must be one of "
+                     f"{ops.color.PRIOR_METHODS}; found {prior_method!r}.")
+  classify = loss_name == "rebalanced_cross_entropy"
+  bins_np = ops.ab_gamut_bins(bin_grid)
+  num_bins = len(bins_np)
+  bins = jnp.asarray(bins_np, jnp.float32)
+  prior_np = colorization_prior(prior, bins_np, prior_file=prior_file, method=prior_method,
+                                sigma=sigma, bin_grid=bin_grid)
+  ce_weights = kolinguo_scale = None
+  if prior_np is not None:
+    kolinguo_scale = jnp.asarray(metrics.kolinguo_distance_scale(prior_np), jnp.float32)
+    if classify:
+      ce_weights = jnp.asarray(ops.rebalancing_weights(prior_np, lam=lam), jnp.float32)
+  thresholds = jnp.asarray(metrics.auc_thresholds(), jnp.float32)
+
+  def check(outputs, batch):
+    target = batch["ab"]
+    if classify:
+      ok = (outputs.ndim == 4 and outputs.shape[-1] == num_bins
+            and outputs.shape[0] == target.shape[0] and outputs.shape[1] > 0
+            and outputs.shape[2] > 0 and target.shape[1] % outputs.shape[1] == 0
+            and target.shape[2] % outputs.shape[2] == 0)
+      if not ok:
+        raise ValueError(f"colorization: with loss.name 'rebalanced_cross_entropy' the model "
+                         f"must return logits (B, H/f, W/f, Q) with Q = {num_bins} ab bins "
+                         f"(model.head='classification', model.num_bins={num_bins}) for "
+                         f"targets {target.shape}; found {outputs.shape}.")
+    elif outputs.shape != target.shape:
+      raise ValueError(f"colorization: the model must return ab of the target's shape "
+                       f"{target.shape} (a regression head at full resolution: "
+                       f"model.upsample=True, e.g. eccv16_half); found {outputs.shape}.")
+
+  def predicted_ab(outputs, batch):
+    check(outputs, batch)
+    if not classify:
+      return outputs
+    ab = ops.decode_ab_annealed_mean(outputs, bins, temperature=temperature, from_logits=True)
+    return jax.image.resize(ab, batch["ab"].shape, method="bilinear", antialias=False)
+
+  def loss(outputs, batch):
+    check(outputs, batch)
+    target = batch["ab"]
+    if classify:
+      fh, fw = target.shape[1] // outputs.shape[1], target.shape[2] // outputs.shape[2]
+      per_example = losses.rebalanced_soft_cross_entropy(
+          outputs, target[:, ::fh, ::fw], bins, ce_weights, sigma=sigma, k=k)
+    else:
+      per_example = losses.chroma_l2(outputs, target, gamma=gamma, convention=convention)
+    if reduction == "mean":
+      per_example = per_example / (outputs.shape[1] * outputs.shape[2])
+    return per_example
+
+  def nearest_bin(ab):
+    d = ab[..., None, :] - bins
+    return jnp.argmin(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1], axis=-1)
+
+  def train_metrics(outputs, batch):
+    pred = predicted_ab(outputs, batch)
+    return {"chroma_pred": jnp.mean(metrics.mean_chroma(pred)),
+            "chroma_target": jnp.mean(metrics.mean_chroma(batch["ab"]))}
+
+  def eval_metrics(outputs, batch):
+    pred, target = predicted_ab(outputs, batch), batch["ab"]
+    pred_rgb = ops.lab_to_rgb(jnp.concatenate([batch["L"], pred], axis=-1))
+    psnr = metrics.psnr_rgb(pred_rgb, batch["rgb"], reduction="none")
+    out = {"loss": loss(outputs, batch),
+           "auc": jax.vmap(metrics.auc_ab)(pred, target),
+           "chroma_pred": metrics.mean_chroma(pred),
+           "chroma_target": metrics.mean_chroma(target),
+           "colorfulness_pred": metrics.colorfulness_hasler(pred_rgb),
+           "colorfulness_target": metrics.colorfulness_hasler(batch["rgb"]),
+           "psnr": jnp.minimum(psnr, max_psnr),
+           "rmse_ab": jax.vmap(metrics.rmse_ab)(pred, target)}
+    if kolinguo_scale is not None:
+      scale = kolinguo_scale[nearest_bin(pred)]
+      out["rebalanced_auc_kolinguo"] = jax.vmap(
+          lambda p, t, s: metrics.rebalanced_auc_ab_kolinguo(p, t, scale=s))(pred, target, scale)
+    return out
+
+  def collect(outputs, batch):
+    pred, target = predicted_ab(outputs, batch), batch["ab"]
+    dist = metrics.ab_distance(pred, target).reshape(target.shape[0], -1)
+    # Per pixel (1/T) sum_t 1[d <= t]: T minus the number of thresholds below d, over T.
+    t = thresholds.shape[0]
+    pixel_auc = (t - jnp.searchsorted(thresholds, dist, side="left")) / t
+    q = nearest_bin(target).reshape(target.shape[0], -1)
+    per_bin = jax.vmap(lambda v, i: jax.ops.segment_sum(v, i, num_segments=num_bins))
+    return {"bin_auc": per_bin(pixel_auc.astype(jnp.float32), q),
+            "bin_count": per_bin(jnp.ones_like(dist), q)}
+
+  def summarize(values, fit_values):
+    del fit_values
+    s = np.asarray(values["bin_auc"], np.float64).sum(0)
+    c = np.asarray(values["bin_count"], np.float64).sum(0)
+    with jax.enable_x64(True):
+      w = np.asarray(metrics.auc_rebalancing_weights(
+          jnp.asarray(c if prior_np is None else prior_np, jnp.float64)), np.float64)
+    den = float(np.sum(w * c))
+    return {"rebalanced_auc": float(np.sum(w * s)) / den if den > 0 else float("nan")}
+
+  return Task("L", loss, train_metrics, eval_metrics, collect=collect, summarize=summarize)
