@@ -47,6 +47,7 @@ from jaxvision.ops.kernels import (
     transpose_filter,
     triu_vector,
 )
+from jaxvision.ops import color
 from jaxvision.ops.color import (
     D65_WHITE,
     GAMUT_CRITERIA,
@@ -99,19 +100,4 @@ __all__: list[str] = [
     "radius_degree",
     "sort_permutation",
 ]
-__all__ += [
-    "D65_WHITE",
-    "GAMUT_CRITERIA",
-    "PRIOR_METHODS",
-    "ab_gamut_bins",
-    "ab_histogram",
-    "ab_prior",
-    "decode_ab_annealed_mean",
-    "encode_ab_soft",
-    "lab_to_lch",
-    "lab_to_rgb",
-    "lch_to_lab",
-    "prior_from_histogram",
-    "rebalancing_weights",
-    "rgb_to_lab",
-]
+__all__ += color.__all__
