@@ -7,6 +7,11 @@ from jaxvision.analysis.conditioning import (
     failure_table,
     gradient_failures,
 )
+from jaxvision.analysis.lipschitz import (
+    gain_sensitivity,
+    jacobian_spectral_norm,
+    lipschitz_vs_dynamic_range,
+)
 
 __all__: list[str] = [
     "DEGENERATE_KINDS",
@@ -14,4 +19,7 @@ __all__: list[str] = [
     "eigh_autodiff",
     "failure_table",
     "gradient_failures",
+    "gain_sensitivity",
+    "jacobian_spectral_norm",
+    "lipschitz_vs_dynamic_range",
 ]
