@@ -52,6 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvision.metrics.spectral import psnr
+
 __all__ = [
     "ab_accuracy_counts",
     "ab_accuracy_curve",
@@ -440,7 +442,8 @@ def psnr_rgb(pred_rgb: jax.Array, target_rgb: jax.Array, *, data_range: float = 
   The paper reports PSNR without defining it (spec Sec. 3: its values cannot be matched);
   the spec's default is sRGB in ``[0, 1]`` of ``lab2rgb(L_gt, ab_pred)`` against
   ``lab2rgb(L_gt, ab_gt)``. Convert first (``jaxvision.ops.color``); the MSE is over
-  ``H, W`` and the 3 channels of each image. A perfect image gives ``inf``.
+  ``H, W`` and the 3 channels of each image. A perfect image gives ``inf``. This is
+  :func:`jaxvision.metrics.spectral.psnr` with ``clamp=False`` on 3-channel images.
 
   Args:
     pred_rgb: ``(..., H, W, 3)`` sRGB in ``[0, data_range]``.
@@ -451,15 +454,8 @@ def psnr_rgb(pred_rgb: jax.Array, target_rgb: jax.Array, *, data_range: float = 
   Returns:
     A scalar (or ``(...)``) in dB, dtype ``promote(dtype, float32)``.
   """
-  fn = "psnr_rgb"
-  pred_rgb, target_rgb = _image_pair(pred_rgb, target_rgb, "rgb", 3, fn)
-  if reduction not in ("mean", "none"):
-    raise ValueError(f"{fn}: `reduction` must be 'mean' or 'none'; found {reduction!r}.")
-  if not data_range > 0:
-    raise ValueError(f"{fn}: `data_range` must be > 0; found {data_range}.")
-  mse = jnp.mean(jnp.square(pred_rgb - target_rgb), axis=(-3, -2, -1))
-  psnr = 10.0 * jnp.log10(jnp.asarray(data_range, mse.dtype) ** 2 / mse)
-  return jnp.mean(psnr) if reduction == "mean" else psnr
+  pred_rgb, target_rgb = _image_pair(pred_rgb, target_rgb, "rgb", 3, "psnr_rgb")
+  return psnr(pred_rgb, target_rgb, data_range, clamp=False, reduction=reduction)
 
 
 def rmse_ab(pred_ab: jax.Array, target_ab: jax.Array, *, ab_norm: float = 110.0) -> jax.Array:

@@ -6,7 +6,8 @@ with ``scipy.stats``:
 
 * ``srocc`` = ``spearmanr`` (Pearson on *average* ranks, ties included),
 * ``krocc`` = ``kendalltau`` (tau-b, ties included),
-* ``plcc`` = ``pearsonr``, ``rmse`` = ``sqrt(mean((target - pred)^2))`` in MOS units,
+* ``plcc`` = ``pearsonr``, ``rmse`` = ``sqrt(mean((target - pred)^2))`` in MOS units (the
+  library's one :func:`~jaxvision.metrics.spectral.rmse`, re-exported here),
 
 usually after mapping the predictions to the MOS scale: the least-squares linear mapping
 of eqs. (16)-(17) (``fit_linear_mapping``, fitted on the *training* set and applied at test
@@ -25,6 +26,8 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+
+from jaxvision.metrics.spectral import rmse  # the library's one RMSE (any shape)
 
 __all__ = [
     "apply_linear_mapping",
@@ -164,20 +167,6 @@ def krocc(pred: jax.Array, target: jax.Array, *, chunk_size: int = 1024) -> jax.
 
   (s, tx, ty), _ = jax.lax.scan(step, jnp.zeros(3, dtype), (rows_x, rows_y, valid))
   return jnp.clip(s / jnp.sqrt(tx * ty), -1.0, 1.0)
-
-
-def rmse(pred: jax.Array, target: jax.Array) -> jax.Array:
-  """Root mean squared error ``sqrt(mean((pred - target)^2))``, in MOS units.
-
-  Args:
-    pred: ``(N,)`` or ``(N, 1)`` (usually mapped to the MOS scale first), ``N >= 2``.
-    target: ``(N,)`` or ``(N, 1)``, same ``N``.
-
-  Returns:
-    A scalar of dtype ``promote(dtype, float32)``.
-  """
-  pred, target = _pair(pred, target, "rmse")
-  return jnp.sqrt(jnp.mean(jnp.square(pred - target)))
 
 
 def fit_linear_mapping(pred: jax.Array, target: jax.Array) -> tuple[jax.Array, jax.Array]:
