@@ -131,6 +131,12 @@ def grid_batch(args) -> dict:
   return src.get(idx)
 
 
+def _spearman(x, y) -> float:
+  """Spearman's rho with average ranks for ties (gamma repeats over seeds)."""
+  from scipy import stats
+  return float(stats.spearmanr(x, y).statistic)
+
+
 def summarise(runs: list[dict], gammas: list[float]) -> dict:
   """Per gamma: median (min, max over seeds) of each final metric; monotonicity checks."""
   per_gamma = {}
@@ -151,8 +157,15 @@ def summarise(runs: list[dict], gammas: list[float]) -> dict:
   colourful = [per_gamma[f"{g:g}"]["colorfulness_pred"]["median"] for g in gammas]
   gap = {k: {gk: v[k]["median"] / v[t]["median"] for gk, v in per_gamma.items()}
          for k, t in TARGETS.items()}
+  # Rank correlation of gamma with each metric over every run (seeds pooled): the trend,
+  # less sensitive to one noisy seed than the medians' monotonicity.
+  ranks = {}
+  for k in METRICS:
+    pairs = [(r["gamma"], r["final"][k]) for r in runs if k in r["final"]]
+    if len(pairs) > 2:
+      ranks[k] = _spearman([p[0] for p in pairs], [p[1] for p in pairs])
   return {"per_gamma": per_gamma, "relative_to_gamma0": relative,
-          "fraction_of_truth": gap,
+          "fraction_of_truth": gap, "spearman_with_gamma": ranks,
           "chroma_increasing": bool(np.all(np.diff(chroma) > 0)),
           "colorfulness_increasing": bool(np.all(np.diff(colourful) > 0))}
 
@@ -186,8 +199,10 @@ def write_markdown(result: dict, path: Path) -> None:
                 f"{METRICS[k]}: " + ", ".join(f"{g} {100 * r:+.1f}%" for g, r in rel.items()
                                               if g != gammas[0])
                 for k, rel in s["relative_to_gamma0"].items()) + ".", "",
-            f"Chroma increasing in gamma: {s['chroma_increasing']}; colourfulness "
-            f"increasing in gamma: {s['colorfulness_increasing']}.", ""]
+            f"Medians increasing in gamma: chroma {s['chroma_increasing']}, colourfulness "
+            f"{s['colorfulness_increasing']}. Spearman rank correlation with gamma over all "
+            f"runs: " + ", ".join(f"{METRICS[k]} {v:+.2f}" for k, v in
+                                  s.get("spearman_with_gamma", {}).items()) + ".", ""]
   path.write_text("\n".join(lines))
 
 
