@@ -101,3 +101,27 @@ __all__: list[str] = [
     "sort_permutation",
 ]
 __all__ += color.__all__
+from jaxvision.ops import acc, recurrence
+from jaxvision.ops.recurrence import (
+    DIFFERENTIATION_MODES,
+    RECURRENCE_METHODS,
+    SolverInfo,
+    fixed_point,
+    solve_recurrence,
+)
+from jaxvision.ops.acc import (
+    ACC_BOUNDARIES,
+    ACC_DIRECTIONS,
+    ACC_SOLVERS,
+    ACCParams,
+    CIRCULAR_METHODS,
+    GATED_METHODS,
+    IMPLICIT_SWEEPS,
+    acc_flops,
+    adjacent_channel_coupler,
+    circular_linear_coupler,
+    gated_linear_coupler,
+    init_acc_params,
+)
+
+__all__ += recurrence.__all__ + acc.__all__
