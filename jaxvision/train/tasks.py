@@ -491,3 +491,66 @@ def colorization(loss_name: str = "chroma_l2", gamma: float = 0.0, convention: s
     return {"rebalanced_auc": float(np.sum(w * s)) / den if den > 0 else float("nan")}
 
   return Task("L", loss, train_metrics, eval_metrics, collect=collect, summarize=summarize)
+
+
+SPECTRAL_LOSSES = ("mrae", "l1", "mse")
+
+
+@TASKS.register("spectral_reconstruction")
+def spectral_reconstruction(loss_name: str = "mrae", zero_guard: bool = True, border: int = 0,
+                            data_range: float = 1.0, sam_eps: float = 1e-8) -> Task:
+  """Spectral reconstruction: RGB ``(B, H, W, 3)`` in ``[0, 1]`` -> a cube ``(B, H, W, bands)``.
+
+  ``batch = {"rgb", "cube"}`` (:mod:`jaxvision.data.spectral`); the model receives
+  ``batch["rgb"]`` and returns the cube at the input's size.
+
+  Loss per example (``loss.name``): ``"mrae"`` (the paper's and MST++'s training loss,
+  ``mean |ŷ - y| / y`` with ``Loss_MRAE_custom``'s guard of ``y == 0`` when
+  ``zero_guard``; :func:`jaxvision.metrics.mrae`), ``"l1"`` or ``"mse"``; the engine
+  averages it over the batch, which for equal-sized crops is MST++'s pooled mean.
+
+  Evaluation, per image and averaged over the split, as MST++'s ``validate`` (batch size 1,
+  ``AverageMeter`` of per-image values): ``mrae``, ``rmse`` (``[0, 1]`` units), ``psnr``
+  (both clamped to ``[0, data_range]``), ``sam`` (degrees), on the centre
+  ``[border:-border, border:-border]`` (``border=128`` is MST++'s validation crop of the
+  482 x 512 NTIRE images; 0 for small crops). Training metric: the batch's ``rmse``.
+  """
+  fn = "task 'spectral_reconstruction'"
+  if loss_name not in SPECTRAL_LOSSES:
+    raise ValueError(f"{fn}: loss.name must be one of {SPECTRAL_LOSSES}; found {loss_name!r}.")
+  if isinstance(border, bool) or not isinstance(border, int) or border < 0:
+    raise ValueError(f"{fn}: loss.kwargs.border must be an int >= 0; found {border!r}.")
+
+  def check(outputs, batch):
+    if outputs.shape != batch["cube"].shape:
+      raise ValueError(f"spectral_reconstruction: the model must return the cube's shape "
+                       f"{batch['cube'].shape} (B, H, W, bands); found {outputs.shape}.")
+
+  def per_image(metric):
+    return jax.vmap(lambda p, t: metric(p[None], t[None]))
+
+  def loss(outputs, batch):
+    check(outputs, batch)
+    target = batch["cube"]
+    if loss_name == "mrae":
+      return per_image(functools.partial(metrics.mrae, zero_guard=zero_guard))(outputs, target)
+    err = outputs.astype(jnp.float32) - target.astype(jnp.float32)
+    err = jnp.abs(err) if loss_name == "l1" else jnp.square(err)
+    return jnp.mean(err, axis=tuple(range(1, err.ndim)))
+
+  def train_metrics(outputs, batch):
+    check(outputs, batch)
+    return {"rmse": metrics.rmse(outputs, batch["cube"])}
+
+  def eval_metrics(outputs, batch):
+    check(outputs, batch)
+    pred = metrics.crop_border(outputs, border)
+    target = metrics.crop_border(batch["cube"], border)
+    return {"loss": loss(outputs, batch),
+            "mrae": per_image(functools.partial(metrics.mrae, zero_guard=zero_guard))(
+                pred, target),
+            "rmse": per_image(metrics.rmse)(pred, target),
+            "psnr": metrics.psnr(pred, target, data_range, reduction="none"),
+            "sam": per_image(functools.partial(metrics.sam, eps=sam_eps))(pred, target)}
+
+  return Task("rgb", loss, train_metrics, eval_metrics)
