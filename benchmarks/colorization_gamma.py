@@ -43,6 +43,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
+
+from benchmarks import common  # noqa: E402  (after the sys.path insert)
 # The task's evaluation metrics reported, with their direction and label.
 METRICS = {"chroma_pred": "mean chroma (ab units)",
            "colorfulness_pred": "colourfulness (Hasler-Suesstrunk)",
@@ -264,14 +266,12 @@ def plot_grid(batch: dict, predictions: dict, path: Path) -> None:
 
 def description() -> str:
   """The claim and setup paragraphs of the module docstring, for the report."""
-  return " ".join(__doc__.split("\n\n")[2:4]).replace("\n", " ")
+  return common.docstring_paragraphs(__doc__, 2, 4)
 
 
 def render(out: Path) -> None:
-  result = json.loads(out.with_suffix(".json").read_text())
-  result["meta"]["description"] = description()
-  write_markdown(result, out.with_suffix(".md"))
-  plot(result, out.with_suffix(".png"))
+  """Re-writes the markdown and the plot from a saved JSON result."""
+  common.render_report(out, description(), write_markdown, plot)
 
 
 def main(argv=None) -> dict:
@@ -337,12 +337,7 @@ def main(argv=None) -> dict:
   if args.quick:
     print(json.dumps(result["summary"]["per_gamma"], indent=1)[:3000])
     return result
-  RESULTS.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_suffix(".json.tmp")
-  tmp.write_text(json.dumps(result, indent=1))
-  tmp.replace(out.with_suffix(".json"))
-  write_markdown(result, out.with_suffix(".md"))
-  plot(result, out.with_suffix(".png"))
+  common.write_report(result, out, write_markdown, plot)
   plot_grid(grid, predictions, out.parent / f"{out.name}_grid.png")
   print(out.with_suffix(".md").read_text())
   return result

@@ -42,6 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
+
+from benchmarks import common  # noqa: E402  (after the sys.path insert)
 LOSSES = ("norm_in_norm", "mae", "mse", "mse_standardized")
 LABELS = {"norm_in_norm": "Norm-in-Norm (p=1, q=2)", "mae": "MAE (raw MOS)",
           "mse": "MSE (raw MOS)", "mse_standardized": "MSE (z-scored MOS, control)"}
@@ -350,16 +352,13 @@ def config_model() -> dict:
 
 
 def description() -> str:
-  """The claims and setup paragraphs of the module docstring, for the report."""
-  return " ".join(__doc__.split("\n\n")[2:4]).replace("\n", " ")
+  """The claim and setup paragraphs of the module docstring, for the report."""
+  return common.docstring_paragraphs(__doc__, 2, 4)
 
 
 def render(out: Path) -> None:
   """Re-writes the markdown and the plot from a saved JSON result."""
-  result = json.loads(out.with_suffix(".json").read_text())
-  result["meta"]["description"] = description()
-  write_markdown(result, out.with_suffix(".md"))
-  plot(result, out.with_suffix(".png"))
+  common.render_report(out, description(), write_markdown, plot)
 
 
 def main(argv=None) -> dict:
@@ -472,12 +471,7 @@ def main(argv=None) -> dict:
       print(name, json.dumps({k: v["steps_to_srocc"] for k, v in r["convergence"].items()}))
     return result
   out = Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_suffix(".json.tmp")
-  tmp.write_text(json.dumps(result, indent=1, default=float) + "\n")
-  os.replace(tmp, out.with_suffix(".json"))
-  write_markdown(result, out.with_suffix(".md"))
-  plot(result, out.with_suffix(".png"))
+  common.write_report(result, out, write_markdown, plot)
   print(out.with_suffix(".md").read_text())
   return result
 

@@ -46,6 +46,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
+
+from benchmarks import common  # noqa: E402  (after the sys.path insert)
 NETWORKS = {"acc": "ACC network (acc_net_small)", "msa": "MS-MSA twin (acc_net_msa_small)"}
 LAYERS = {"acc": "ACC (eq. 4)", "msa": "MST's MS-MSA (q, k L2-normalised)",
           "msa_plain": "spectral-wise attention without the normalisation (Lemma 1's)"}
@@ -282,14 +284,13 @@ def plot(result: dict, path: Path) -> None:
 
 
 def description() -> str:
-  return " ".join(__doc__.split("\n\n")[2:5]).replace("\n", " ")
+  """The claim and setup paragraphs of the module docstring, for the report."""
+  return common.docstring_paragraphs(__doc__, 2, 5)
 
 
 def render(out: Path) -> None:
-  result = json.loads(out.with_suffix(".json").read_text())
-  result["meta"]["description"] = description()
-  write_markdown(result, out.with_suffix(".md"))
-  plot(result, out.with_suffix(".png"))
+  """Re-writes the markdown and the plot from a saved JSON result."""
+  common.render_report(out, description(), write_markdown, plot)
 
 
 def main(argv=None) -> dict:
@@ -355,12 +356,7 @@ def main(argv=None) -> dict:
     for k in ("layer_lipschitz", "network_lipschitz"):
       print(k, {n: [round(x, 3) for x in c["lipschitz"]] for n, c in result[k].items()})
     return result
-  RESULTS.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_suffix(".json.tmp")
-  tmp.write_text(json.dumps(result, indent=1))
-  tmp.replace(out.with_suffix(".json"))
-  write_markdown(result, out.with_suffix(".md"))
-  plot(result, out.with_suffix(".png"))
+  common.write_report(result, out, write_markdown, plot)
   print(out.with_suffix(".md").read_text())
   return result
 
