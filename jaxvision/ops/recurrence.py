@@ -105,7 +105,7 @@ def _check_iters(num_iters, tol, fn: str, *, required: bool):
     if num_iters < 0:
       raise ValueError(f"{fn}: `num_iters` must be an int >= 0; found {num_iters}.")
   if tol is not None:
-    if isinstance(tol, jax.core.Tracer) or not np.isscalar(tol) or not np.isreal(tol):
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)):
       raise TypeError(f"{fn}: `tol` must be None or a Python float > 0; found {tol!r}.")
     tol = float(tol)
     if not tol > 0:
