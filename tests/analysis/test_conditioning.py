@@ -136,6 +136,7 @@ def test_gradient_failures_counts_matrices_not_entries():
   assert analysis.gradient_failures(P, ops.sqrtm) == 0
 
 
+@pytest.mark.slow  # the whole table (every method, 10^3 matrices); benchmarks/svd_failures.py
 def test_failure_table_counts_are_integers_in_range():
   num = 24
   table = analysis.failure_table(num=num, n=6, key=jax.random.PRNGKey(7), batch_size=8)

@@ -182,6 +182,7 @@ def test_configs_follow_the_paper_recipe():
     config_lib.load_config("colorization/embedded:quarter")
 
 
+@pytest.mark.slow  # end-to-end, compile-bound; the notebooks cover this path
 def test_tiny_run_finishes_with_finite_eval_metrics(tmp_path):
   config = config_lib.load_config("colorization/embedded:tiny")
   config.progress_bar = False

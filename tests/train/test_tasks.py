@@ -73,6 +73,7 @@ def test_summary_equals_scipy_after_the_fitted_mapping(mapping):
   assert got["rmse"] == pytest.approx(np.sqrt(np.mean((score - mapped) ** 2)), rel=1e-9)
 
 
+@pytest.mark.slow  # end-to-end, compile-bound; the notebooks cover this path
 def test_tiny_iqa_run_reports_split_level_metrics_on_the_validation_split(tmp_path):
   config = config_lib.load_config("iqa/synthetic:tiny")
   config.progress_bar = False
