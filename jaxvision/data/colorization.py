@@ -33,7 +33,7 @@ from jaxvision import ops
 from jaxvision.data import augment as augment_lib
 from jaxvision.data.iqa import SKIMAGE_PHOTOS, load_photo
 from jaxvision.data.registry import register_dataset
-from jaxvision.data.sources import Batch, DatasetInfo
+from jaxvision.data.sources import Batch, DatasetInfo, check_get_args
 from jaxvision.data.tfds_datasets import _load_tfds
 
 log = logging.getLogger(__name__)
@@ -104,16 +104,7 @@ class ColorizationSource:
     return self.info.num_examples
 
   def get(self, indices: np.ndarray, seeds: np.ndarray | None = None) -> Batch:
-    indices = np.asarray(indices, np.int64).reshape(-1)
-    n = len(self)
-    if indices.size and (indices.min() < 0 or indices.max() >= n):
-      raise IndexError(f"{self.info.name}: indices must lie in [0, {n}); found range "
-                       f"[{indices.min()}, {indices.max()}].")
-    if seeds is not None:
-      seeds = np.asarray(seeds, np.uint64).reshape(-1)
-      if seeds.shape != indices.shape:
-        raise ValueError(f"{self.info.name}: `seeds` must have one seed per index, shape "
-                         f"{indices.shape}; found {seeds.shape}.")
+    indices, seeds = check_get_args(self.info.name, len(self), indices, seeds)
     out = self._load(indices, seeds)
     return out if isinstance(out, dict) else lab_planes(out)
 

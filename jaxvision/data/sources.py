@@ -49,6 +49,21 @@ class Source(Protocol):
     ...
 
 
+def check_get_args(name: str, size: int, indices, seeds) -> tuple[np.ndarray, np.ndarray | None]:
+  """``source.get``'s arguments validated: int64 ``(n,)`` indices in ``[0, size)`` and, when
+  given, uint64 ``(n,)`` seeds (one per index). Raises naming dataset ``name``."""
+  indices = np.asarray(indices, np.int64).reshape(-1)
+  if indices.size and (indices.min() < 0 or indices.max() >= size):
+    raise IndexError(f"{name}: indices must lie in [0, {size}); found range "
+                     f"[{indices.min()}, {indices.max()}].")
+  if seeds is not None:
+    seeds = np.asarray(seeds, np.uint64).reshape(-1)
+    if seeds.shape != indices.shape:
+      raise ValueError(f"{name}: `seeds` must have one seed per index, shape "
+                       f"{indices.shape}; found {seeds.shape}.")
+  return indices, seeds
+
+
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 

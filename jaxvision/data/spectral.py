@@ -61,7 +61,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from jaxvision.data.registry import register_dataset
-from jaxvision.data.sources import Batch, DatasetInfo
+from jaxvision.data.sources import Batch, DatasetInfo, check_get_args
 
 log = logging.getLogger(__name__)
 
@@ -268,16 +268,7 @@ class SpectralSource:
     return self.info.num_examples
 
   def get(self, indices: np.ndarray, seeds: np.ndarray | None = None) -> Batch:
-    indices = np.asarray(indices, np.int64).reshape(-1)
-    n = len(self)
-    if indices.size and (indices.min() < 0 or indices.max() >= n):
-      raise IndexError(f"{self.info.name}: indices must lie in [0, {n}); found range "
-                       f"[{indices.min()}, {indices.max()}].")
-    if seeds is not None:
-      seeds = np.asarray(seeds, np.uint64).reshape(-1)
-      if seeds.shape != indices.shape:
-        raise ValueError(f"{self.info.name}: `seeds` must have one seed per index, shape "
-                         f"{indices.shape}; found {seeds.shape}.")
+    indices, seeds = check_get_args(self.info.name, len(self), indices, seeds)
     return self._load(indices, seeds)
 
 
