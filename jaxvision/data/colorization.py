@@ -34,7 +34,7 @@ from jaxvision.data import augment as augment_lib
 from jaxvision.data.iqa import SKIMAGE_PHOTOS, load_photo
 from jaxvision.data.registry import register_dataset
 from jaxvision.data.sources import Batch, DatasetInfo, check_get_args
-from jaxvision.data.tfds_datasets import _load_tfds
+from jaxvision.data.tfds_datasets import _load_tfds, random_access_source
 
 log = logging.getLogger(__name__)
 
@@ -314,15 +314,9 @@ def _coco_records(split: str, data_dir: str | None) -> tuple[Any, Any]:
     raise ValueError(f"coco_colorization: the prepared {COCO_TFDS_NAME} in {data_dir} has "
                      f"splits {sorted(builder.info.splits)}; found request for {split!r}.")
   tfds = _load_tfds()
-  try:
-    records = builder.as_data_source(split=split)
-    undecoded = builder.as_data_source(split=split,
-                                       decoders={"image": tfds.decode.SkipDecoding()})
-  except NotImplementedError as e:
-    raise RuntimeError(
-        f"coco_colorization: {COCO_TFDS_NAME} in {data_dir} is stored as TFRecord, which has "
-        f"no random access. Re-prepare it with `tfds build {COCO_TFDS_NAME} --data_dir "
-        f"DATA_DIR --file_format array_record`. Original error: {e}") from None
+  records = random_access_source(builder, split, "coco_colorization", COCO_TFDS_NAME)
+  undecoded = random_access_source(builder, split, "coco_colorization", COCO_TFDS_NAME,
+                                   decoders={"image": tfds.decode.SkipDecoding()})
   return records, undecoded
 
 

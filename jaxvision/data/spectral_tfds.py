@@ -36,6 +36,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from jaxvision.data import spectral
+from jaxvision.data.tfds_datasets import random_access_source
 
 _NTIRE2022_CITATION = """@inproceedings{arad2022ntire,
   title={NTIRE 2022 Spectral Recovery Challenge and Data Set},
@@ -302,12 +303,7 @@ def open_records(tfds_name: str, split: str, tfds_data_dir: str
   if split not in builder.info.splits:
     raise ValueError(f"{base}: the TFDS dataset {tfds_name!r} in {tfds_data_dir} has splits "
                      f"{sorted(builder.info.splits)}; found request for {split!r}.")
-  try:
-    records = builder.as_data_source(split=split)
-  except NotImplementedError as e:
-    raise RuntimeError(f"{base}: {tfds_name!r} in {tfds_data_dir} is stored as TFRecord, which "
-                       "has no random access; re-prepare it with file_format='array_record'. "
-                       f"Original error: {e}") from None
+  records = random_access_source(builder, split, base, tfds_name)
   meta = dict(builder.info.metadata or {})
   names = list(meta.get("scenes", {}).get(split, []))
   if len(names) != len(records):

@@ -60,13 +60,21 @@ def open_data_source(name: str, split: str, data_dir: str | None) -> Any:
   if split not in builder.info.splits:
     raise ValueError(f"TFDS dataset {name!r} has splits {sorted(builder.info.splits)}; "
                      f"found request for {split!r}.")
+  return random_access_source(builder, split, f"TFDS dataset {name!r}", name)
+
+
+def random_access_source(builder, split: str, what: str, tfds_name: str, **kwargs):
+  """``builder.as_data_source(split, **kwargs)``; a dataset prepared as TFRecord (no random
+  access) raises an error saying how to re-prepare it as array_record, instead of TFDS's
+  bare ``NotImplementedError``."""
   try:
-    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    return builder.as_data_source(split=split, **kwargs)
   except NotImplementedError as e:
     raise RuntimeError(
-        f"TFDS dataset {name!r} in {where} is stored as TFRecord, which has no random access. "
-        f"Re-prepare it with `tfds build {name} --data_dir DATA_DIR --file_format array_record` "
-        f"(tfds build needs tensorflow). Original error: {e}") from None
+        f"{what}: {tfds_name!r} in {builder.data_dir} is stored as TFRecord, which has no "
+        f"random access. Re-prepare it with file_format='array_record' (e.g. `tfds build "
+        f"{tfds_name} --data_dir DATA_DIR --file_format array_record`). Original error: {e}"
+    ) from None
 
 
 class TfdsSource:
