@@ -40,7 +40,7 @@ import numpy as np
 
 from jaxvision.data import augment as augment_lib
 from jaxvision.data.registry import register_dataset
-from jaxvision.data.sources import Batch, DatasetInfo
+from jaxvision.data.sources import Batch, DatasetInfo, check_data_dir
 from jaxvision.data.tfds_datasets import IMAGENET_MEAN, IMAGENET_STD, normalize
 
 IQA_SPLITS = ("train", "validation", "test")
@@ -442,18 +442,6 @@ def synthetic_iqa(split: str, image_size: int = 64, num_per_image: int | None = 
 # Helpers shared by the file readers.
 
 
-def _check_data_dir(name: str, data_dir: str | None, layout: str) -> str:
-  if data_dir is None:
-    raise ValueError(f"{name}: pass `data_dir`, the folder of your local copy ({layout}), or "
-                     "`tfds_data_dir`, a TFDS data_dir where it was prepared. jaxvision never "
-                     "downloads it.")
-  data_dir = os.path.expanduser(os.fspath(data_dir))
-  if not os.path.isdir(data_dir):
-    raise FileNotFoundError(f"{name}: `data_dir` {data_dir!r} is not a directory; expected "
-                            f"{layout}.")
-  return data_dir
-
-
 def _loadmat(path: str, what: str) -> dict[str, Any]:
   """``scipy.io.loadmat`` (MATLAB v5); MATLAB v7.3 (HDF5) files through h5py."""
   try:
@@ -821,7 +809,7 @@ def koniq10k(split: str, data_dir: str | None = None, image_size=(498, 664),
     prepare = functools.partial(_resize_rgb, size=size)
     return IQASource("koniq10k", scores, size + (3,), _records_loader(records, prepare),
                      augment=augment)
-  data_dir = _check_data_dir("koniq10k", data_dir, KONIQ_LAYOUT)
+  data_dir = check_data_dir("koniq10k", data_dir, KONIQ_LAYOUT)
   if not isinstance(exp_id, (int, np.integer)) or exp_id < 0:
     raise ValueError(f"koniq10k: `exp_id` must be an int >= 0; found {exp_id!r}.")
   image_dir, native = _koniq_image_dir(data_dir, resolution)
@@ -944,7 +932,7 @@ def clive(split: str, data_dir: str | None = None, image_size=(498, 664),
     if split_fractions is not None:
       rows = _split_by_fractions("clive", len(scores), split, split_fractions, split_seed)
     return IQASource("clive", scores[rows], shape, lambda idx: load(rows[idx]), augment=augment)
-  data_dir = _check_data_dir("clive", data_dir, CLIVE_LAYOUT)
+  data_dir = check_data_dir("clive", data_dir, CLIVE_LAYOUT)
   paths, mos = read_clive_table(data_dir, include_training_images)
   if split_fractions is not None:
     rows = _split_by_fractions("clive", len(mos), split, split_fractions, split_seed)

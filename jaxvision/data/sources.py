@@ -16,6 +16,7 @@ the shape of one preprocessed image.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Callable, Protocol
 
 import numpy as np
@@ -62,6 +63,22 @@ def check_get_args(name: str, size: int, indices, seeds) -> tuple[np.ndarray, np
       raise ValueError(f"{name}: `seeds` must have one seed per index, shape "
                        f"{indices.shape}; found {seeds.shape}.")
   return indices, seeds
+
+
+def check_data_dir(name: str, data_dir, layout: str, *, builders: str = "") -> str:
+  """The user's local copy of dataset ``name``, ``~``-expanded; raises (naming the expected
+  ``layout`` and, with ``builders``, the module whose TFDS builders can prepare it) when it
+  is not given or not a directory. jaxvision never downloads these datasets."""
+  if data_dir is None:
+    where = f" ({builders})" if builders else ""
+    raise ValueError(f"{name}: pass `data_dir`, the folder of your local copy ({layout}), or "
+                     f"`tfds_data_dir`, a TFDS data_dir where it was prepared{where}. "
+                     "jaxvision never downloads it.")
+  data_dir = os.path.expanduser(os.fspath(data_dir))
+  if not os.path.isdir(data_dir):
+    raise FileNotFoundError(f"{name}: `data_dir` {data_dir!r} is not a directory; expected "
+                            f"{layout}.")
+  return data_dir
 
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]

@@ -61,7 +61,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from jaxvision.data.registry import register_dataset
-from jaxvision.data.sources import Batch, DatasetInfo, check_get_args
+from jaxvision.data.sources import Batch, DatasetInfo, check_data_dir, check_get_args
+
+BUILDERS_MODULE = "jaxvision.data.spectral_tfds"  # its TFDS builders prepare the real datasets
 
 log = logging.getLogger(__name__)
 
@@ -626,18 +628,6 @@ def scene_source(name: str, scene_names: Sequence[str], read_scene: SceneFn,
   return source
 
 
-def _check_data_dir(name: str, data_dir: str | None, layout: str) -> str:
-  if data_dir is None:
-    raise ValueError(f"{name}: pass `data_dir`, the folder of your local copy ({layout}), or "
-                     "`tfds_data_dir`, a TFDS data_dir where it was prepared "
-                     "(jaxvision.data.spectral_tfds). jaxvision never downloads it.")
-  data_dir = os.path.expanduser(os.fspath(data_dir))
-  if not os.path.isdir(data_dir):
-    raise FileNotFoundError(f"{name}: `data_dir` {data_dir!r} is not a directory; expected "
-                            f"{layout}.")
-  return data_dir
-
-
 def _check_files(name: str, paths: Sequence[str], layout: str):
   missing = [p for p in paths if not os.path.isfile(p)]
   if missing:
@@ -779,7 +769,7 @@ def ntire2022(split: str, data_dir: str | None = None, patch_size: int | None = 
   if tfds_data_dir is not None:
     return _tfds_source(name, "ntire2022", split, tfds_data_dir, rgb_norm=rgb_norm, bgr=bgr,
                         **kw)
-  data_dir = _check_data_dir(name, data_dir, NTIRE2022_LAYOUT)
+  data_dir = check_data_dir(name, data_dir, NTIRE2022_LAYOUT, builders=BUILDERS_MODULE)
   names, cubes, rgbs = ntire2022_files(data_dir, split)
   _check_files(name, cubes + rgbs, NTIRE2022_LAYOUT)
 
@@ -862,7 +852,7 @@ def ntire2020(split: str, data_dir: str | None = None, track: str = "clean",
   if tfds_data_dir is not None:
     return _tfds_source(name, f"ntire2020/{track}", split, tfds_data_dir, rgb_norm=rgb_norm,
                         bgr=bgr, **kw)
-  data_dir = _check_data_dir(name, data_dir, NTIRE2020_LAYOUT)
+  data_dir = check_data_dir(name, data_dir, NTIRE2020_LAYOUT, builders=BUILDERS_MODULE)
   names, cubes, rgbs = ntire2020_files(data_dir, split, track)
   _check_files(name, rgbs, NTIRE2020_LAYOUT)
 
@@ -1037,7 +1027,7 @@ def cave(split: str, data_dir: str | None = None, scenes: Sequence[str] | None =
     source.camera = r if render else None
     return source
 
-  data_dir = _check_data_dir(name, data_dir, CAVE_LAYOUT)
+  data_dir = check_data_dir(name, data_dir, CAVE_LAYOUT, builders=BUILDERS_MODULE)
   dirs = [cave_scene_dir(data_dir, s) for s in chosen]
   render = _cave_render(name, rgb, all(cave_rgb_file(data_dir, s) is not None for s in chosen))
 
