@@ -73,9 +73,10 @@ to 50x slower than pinned ones: ``taylor`` ``sqrtm`` at n = 128, 5.6 s against 0
 Compilations are shared between workers through a temporary persistent cache.
 
 XLA flags. ``--xla jaxvision`` (the default) runs each worker with the XLA:CPU flags
-``jaxvision train`` sets (``jaxvision.train.cli.CPU_XLA_FLAG``: matrix products and
+``jaxvision train`` sets (``jaxvision.train.cpu.CPU_XLA_FLAGS``: matrix products and
 convolutions on XLA's Eigen kernels instead of YNNPACK, whose batched float32 GEMM reaches
-about 60% of Eigen's on this CPU); ``--xla jaxvision,default`` adds a second run of each core
+about 60% of Eigen's on this CPU; AVX-512 vector width; the committed results predate the
+second flag); ``--xla jaxvision,default`` adds a second run of each core
 configuration under XLA's own defaults, side by side.
 
 On a machine whose first JAX device is an accelerator, the same benchmark runs there (PyTorch
@@ -468,10 +469,12 @@ XLA_CONFIGS = ("jaxvision", "default")
 
 
 def _worker_env(cores: str, xla: str) -> dict:
-  from jaxvision.train.cli import CPU_XLA_FLAG
-  flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "ynn_fusion_type" not in f]
+  from jaxvision.train.cpu import CPU_XLA_FLAGS
+  options = [f.split("=", 1)[0] for f in CPU_XLA_FLAGS]
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+           if f.split("=", 1)[0] not in options]
   if xla == "jaxvision":
-    flags.append(CPU_XLA_FLAG)
+    flags.extend(CPU_XLA_FLAGS)
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), XLA_FLAGS=" ".join(flags))
   if cores != "all":  # pinned: every library sizes its thread pool from the affinity mask
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -15,43 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from typing import Sequence
 
+from jaxvision.train.cpu import set_cpu_defaults, set_default_xla_flags  # noqa: F401 (TEMP)
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-
-# XLA:CPU routes convolutions and matrix products through YNNPACK by default (jaxlib 0.10).
-# Its weight-gradient convolutions are slow: keeping convolutions on XLA's Eigen kernels makes
-# the ResNet-18 train step ~1.7x faster on CPU (benchmarks/results/train_step.md). Its batched
-# float32 GEMM reaches ~60% of Eigen's (benchmarks/results/spectral.md: 8 chained
-# (64, 256, 256) products, 78 vs 130 GFLOP/s on one core), which the matmul-only matrix
-# square roots feel directly. Applied by the CLI unless the user's XLA_FLAGS already choose,
-# or JAXVISION_CPU_XLA_FLAGS=0.
-CPU_XLA_FLAG = ("--xla_cpu_experimental_ynn_fusion_type="
-                "-individual_convolution,-individual_dot")
-MIN_JAXLIB_FOR_FLAG = (0, 10)
-
-
-def set_default_xla_flags() -> bool:
-  """Adds :data:`CPU_XLA_FLAG` to ``XLA_FLAGS`` (before any JAX backend starts).
-
-  Returns whether the flag was added. No-op if the user set the YNN option, opted out
-  with ``JAXVISION_CPU_XLA_FLAGS=0``, or the installed jaxlib predates the flag.
-  """
-  flags = os.environ.get("XLA_FLAGS", "")
-  if os.environ.get("JAXVISION_CPU_XLA_FLAGS", "1") == "0" or "ynn_fusion_type" in flags:
-    return False
-  try:
-    import jaxlib
-    version = tuple(int(p) for p in jaxlib.__version__.split(".")[:2])
-  except (ImportError, ValueError):
-    return False
-  if version < MIN_JAXLIB_FOR_FLAG:
-    return False
-  os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAG}".strip()
-  return True
 
 
 def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -109,7 +79,7 @@ def _list() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
-  set_default_xla_flags()
+  set_cpu_defaults()   # XLA:CPU flags and malloc, before JAX starts (jaxvision/train/cpu.py)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
   for noisy in ("absl", "orbax", "jax._src"):
     logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -18,19 +18,6 @@ def _restore_xla_flags(monkeypatch):
   monkeypatch.delenv("JAXVISION_CPU_XLA_FLAGS", raising=False)
 
 
-def test_default_cpu_xla_flag_respects_user_choice(monkeypatch):
-  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
-  assert cli.set_default_xla_flags()
-  assert os.environ["XLA_FLAGS"] == f"--xla_cpu_enable_fast_math=false {cli.CPU_XLA_FLAG}"
-  assert not cli.set_default_xla_flags()  # already chosen: not added twice
-  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=dot")
-  assert not cli.set_default_xla_flags()
-  assert os.environ["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type=dot"
-  monkeypatch.setenv("XLA_FLAGS", "")
-  monkeypatch.setenv("JAXVISION_CPU_XLA_FLAGS", "0")
-  assert not cli.set_default_xla_flags() and os.environ["XLA_FLAGS"] == ""
-
-
 def test_train_eval_list_end_to_end(tmp_path, capsys):
   wd = str(tmp_path / "run")
   rc = cli.main(["train", "--config", "quickstart:tiny", "--workdir", wd,
