@@ -36,15 +36,18 @@ reported (~1e-6 for the exact ones). Throughput: the layer's model FLOPs
 against the machine's float32 matmul rate measured in the same run (a jitted
 ``jnp.dot`` of two 2048 x 2048 matrices, interleaved with the other rows).
 
-Method: XLA flags as the CLI sets them (``jaxvision.train.cli.set_default_xla_flags``,
-README "CPU performance"). Every JAX row is compiled and run once untimed; then the
-repetitions go round-robin over all rows, the first row rotating each round, so the load of
-this shared machine (2 cores, other jobs running) hits every row alike; slow rows (the
-loops, ``jacobi 31``) get fewer repetitions. Tables report medians (all times are in the
-JSON). ``--network`` additionally times ``jaxvision.models.create_model("acc_net")`` and
-``("mst_plus_plus")`` (when registered) on one RGB image (``--network-size``, default
-482x512; at that size ``acc_net`` took ~4.6 min per image here, dominated by its
-depthwise ``lax.conv`` calls, not by the ACC), jitted, inference mode.
+Method: the CPU defaults the CLI sets (``jaxvision.train.cpu.set_cpu_defaults``, README "CPU
+performance": XLA flags, and glibc malloc retaining freed buffers, without which every call
+page-faults its > 32 MiB buffers in anew; the ``scan, glibc 128 KiB malloc thresholds``
+ablation row restores glibc's initial thresholds around its own calls). Every JAX row is
+compiled and run once untimed; then the repetitions go round-robin over all rows, the first
+row rotating each round, so the load of this shared machine (2 cores, other jobs running)
+hits every row alike; slow rows (the loops, ``jacobi 31``) get fewer repetitions. Tables
+report medians (all times are in the JSON). ``--network`` additionally times
+``jaxvision.models.create_model("acc_net")`` and ``("mst_plus_plus")`` (when registered) on
+one RGB image (``--network-size``, default 482x512; at that size ``acc_net`` took ~4.6 min
+per image here, dominated by its depthwise ``lax.conv`` calls, not by the ACC), jitted,
+inference mode.
 
 Goals (the issue's): (1) the ACC layer >= 5x faster than the PyTorch loop; (2) >= 15% of the
 measured matmul rate.
@@ -214,7 +217,7 @@ def torch_loop_fn(x, p):
 # Measurement.
 
 
-def measure(height, width, c, reps, quick, log=print):
+def measure(height, width, c, reps, quick, log=print, malloc_ablation=False):
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -243,6 +246,23 @@ def measure(height, width, c, reps, quick, log=print):
     calls[key] = (lambda cf: lambda: jax.block_until_ready(cf(x, p)))(compiled)
     log(f"  compiled {label}: {row['compile_s']:.1f} s, first call "
         f"{row['first_call_s'] * 1e3:.0f} ms, max |diff| {row['max_abs_diff_vs_scan']:.1e}")
+
+  if malloc_ablation:
+    # The default scan with glibc's initial (static) mmap/trim thresholds for its calls: each
+    # call mmaps its > 128 KiB buffers afresh and page-faults them in (jaxvision/train/cpu.py).
+    from jaxvision.train import cpu
+
+    def scan_unretained(run=calls["scan"]):
+      cpu.retain_freed_memory(cpu.GLIBC_INITIAL_THRESHOLD)
+      try:
+        return run()
+      finally:
+        cpu.retain_freed_memory()
+
+    rows["scan_malloc_default"] = dict(
+        rows["scan"], label="scan, glibc 128 KiB malloc thresholds (ablation: buffers not "
+        "retained)")
+    calls["scan_malloc_default"] = scan_unretained
 
   out = eager_jax_loop(x, p)
   jax.block_until_ready(out)              # compiles its per-op executables
@@ -313,7 +333,47 @@ def measure(height, width, c, reps, quick, log=print):
           "jax": jax.__version__, "platform": jax.devices()[0].platform}
 
 
-def measure_networks(height, width, reps, log=print) -> dict:
+def _acc_layer_shapes(model, variables, x) -> list[tuple[int, ...]]:
+  """The input shapes of every ACC layer ``model`` applies (traced, nothing computed)."""
+  import jax
+
+  from jaxvision.nn import acc as nn_acc
+
+  shapes, original = [], nn_acc.adjacent_channel_coupler
+
+  def recording(inp, *args, **kwargs):
+    shapes.append(tuple(inp.shape))
+    return original(inp, *args, **kwargs)
+
+  nn_acc.adjacent_channel_coupler = recording
+  try:
+    jax.eval_shape(lambda v, x_: model.apply(v, x_), variables, x)
+  finally:
+    nn_acc.adjacent_channel_coupler = original
+  return shapes
+
+
+def network_flops(model, variables, x, compiled) -> dict:
+  """FLOPs of one inference: XLA's cost analysis, corrected for the ACC scans.
+
+  XLA's ``cost_analysis`` counts a ``while`` body once, so each ACC layer (a ``lax.scan`` of
+  depth C) contributes about ``1 / C`` of its work; the estimate adds the remaining
+  ``(C - 1) / C`` of the analytic count (:func:`jaxvision.ops.acc_flops`) per layer.
+  """
+  from jaxvision import ops
+
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  xla = float(cost.get("flops", 0.0))
+  shapes = [s if len(s) == 4 else (1,) + s for s in _acc_layer_shapes(model, variables, x)]
+  acc = [ops.acc_flops(*s) for s in shapes]
+  chans = [s[-1] for s in shapes]
+  correction = sum(f * (c - 1) / c for f, c in zip(acc, chans))
+  return {"xla_cost_analysis_flops": xla, "acc_layers": len(acc),
+          "acc_analytic_flops": float(sum(acc)), "flops": xla + correction}
+
+
+def measure_networks(height, width, reps, peak_flops=None, log=print) -> dict:
   """Times whole registered models on one RGB image (inference); skips absent ones."""
   import jax
   import jax.numpy as jnp
@@ -339,9 +399,15 @@ def measure_networks(height, width, reps, log=print) -> dict:
       compile_s = time.perf_counter() - t0
       jax.block_until_ready(compiled(variables, x))
       ts = [_timed(lambda: jax.block_until_ready(compiled(variables, x))) for _ in range(reps)]
-      out[name] = {"params": int(n_params), "compile_s": compile_s, "times_s": ts,
-                   "median_s": statistics.median(ts)}
-      log(f"  {name}: {n_params} params, {statistics.median(ts) * 1e3:.0f} ms per image")
+      row = {"params": int(n_params), "compile_s": compile_s, "times_s": ts,
+             "median_s": statistics.median(ts),
+             **network_flops(model, variables, x, compiled)}
+      row["gflops_per_s"] = row["flops"] / row["median_s"] / 1e9
+      if peak_flops:
+        row["fraction_of_matmul"] = row["flops"] / row["median_s"] / peak_flops
+      out[name] = row
+      log(f"  {name}: {n_params} params, {row['flops'] / 1e9:.1f} GFLOP, "
+          f"{row['median_s'] * 1e3:.0f} ms per image")
     except Exception as e:  # noqa: BLE001 - report, don't fail the layer benchmark
       out[name] = {"skipped": f"{type(e).__name__}: {e}"[:300]}
       log(f"  {name}: failed ({out[name]['skipped']})")
@@ -379,7 +445,9 @@ def markdown(report: dict) -> str:
       f"{report['cores']} cores; {report['date']}; jax {report['jax']}"
       + (f", torch {rows['torch_loop']['version']} ({rows['torch_loop']['threads']} threads)"
          if "torch_loop" in rows else "")
-      + f"; XLA_FLAGS=`{report['xla_flags'] or '(unset)'}`; load average before/after: "
+      + f"; XLA_FLAGS=`{report['xla_flags'] or '(unset)'}`; freed buffers retained "
+      f"(glibc malloc): {'yes' if report.get('cpu_defaults', {}).get('malloc') else 'no'}; "
+      "load average before/after: "
       f"{report['load_before']} / {report['load_after']}; {report['minutes']:.1f} min. "
       "Method: `benchmarks/spectral_recon.py`'s docstring. The machine is shared (other jobs "
       "running): medians of interleaved repetitions.", "",
@@ -419,13 +487,19 @@ def markdown(report: dict) -> str:
   if net:
     nh, nw = report.get("network_size", (report["height"], report["width"]))
     lines += ["", f"## Whole networks (one {nh}x{nw} RGB image, jitted inference)", "",
-              "| model | params | ms | compile s |", "|---|---|---|---|"]
+              "| model | params | GFLOP | ACC layers | ms | GFLOP/s | % of matmul | compile s |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, r in net.items():
       if "skipped" in r:
-        lines.append(f"| {name} | - | skipped: {r['skipped']} | - |")
+        lines.append(f"| {name} | - | - | - | skipped: {r['skipped']} | - | - | - |")
       else:
-        lines.append(f"| {name} | {r['params']:,} | {r['median_s'] * 1e3:.0f} | "
-                     f"{r['compile_s']:.1f} |")
+        frac = f"{r['fraction_of_matmul']:.1%}" if "fraction_of_matmul" in r else "-"
+        lines.append(f"| {name} | {r['params']:,} | {r['flops'] / 1e9:.1f} | "
+                     f"{r['acc_layers']} | {r['median_s'] * 1e3:.0f} | "
+                     f"{r['gflops_per_s']:.1f} | {frac} | {r['compile_s']:.1f} |")
+    lines += ["", "GFLOP: XLA's `cost_analysis` of the compiled network plus, per ACC layer, "
+              "the (C - 1) / C of its analytic FLOPs that XLA's count of the scan's `while` "
+              "body (once) leaves out (`network_flops`)."]
   lines += ["", "## Notes", "",
             "* \"model GFLOP/s\" divides the exact layer's FLOPs (124 per pixel and channel: "
             "three 3x3 convs with bias per direction, the gate, the updates) by each row's "
@@ -436,8 +510,12 @@ def markdown(report: dict) -> str:
             "`jaxvision/ops/acc.py`); their difference is not an error.",
             "* The circular-linear row uses h / 9 (the layer's initialisation for that "
             "variant) so its linear chain stays bounded.",
-            "* Temp MiB is XLA's `memory_analysis().temp_size_in_bytes`; on this machine a "
-            "call also pays the page faults of a fresh temp allocation above ~32 MiB.",
+            "* Temp MiB is XLA's `memory_analysis().temp_size_in_bytes`. With glibc's default "
+            "malloc thresholds a call also page-faults every fresh buffer above 32 MiB in "
+            "anew; the run uses the CLI's CPU defaults (`jaxvision/train/cpu.py`: XLA flags "
+            "above, and freed buffers retained: "
+            f"{'applied' if report.get('cpu_defaults', {}).get('malloc') else 'not applied'}"
+            "); the ablation row restores glibc's thresholds for its calls.",
             "* Times are medians of interleaved repetitions: "
             + ", ".join(f"{r['label']} {len(r['times_s'])}" for r in rows.values()) + "."]
   if report.get("torch_note"):
@@ -456,24 +534,26 @@ def main(argv=None) -> dict:
   p.add_argument("--out", help="output directory (default benchmarks/results; "
                                "/tmp/spectral_recon_quick with --quick)")
   a = p.parse_args(argv)
-  from jaxvision.train.cli import set_default_xla_flags
-  set_default_xla_flags()  # README "CPU performance": before JAX starts
+  from jaxvision.train.cpu import set_cpu_defaults
+  cpu_defaults = set_cpu_defaults()  # README "CPU performance": before JAX starts
   out = Path(a.out) if a.out else Path("/tmp/spectral_recon_quick") if a.quick else RESULTS
   out.mkdir(parents=True, exist_ok=True)
   height, width = (64, 64) if a.quick else (HEIGHT, WIDTH)
   reps = a.reps or (2 if a.quick else 7)
   load_before, t0 = _load(), time.perf_counter()
   print(f"ACC layer {height}x{width}x{CHANNELS}, {reps} rounds")
-  report = measure(height, width, CHANNELS, reps, a.quick)
+  report = measure(height, width, CHANNELS, reps, a.quick,
+                   malloc_ablation=cpu_defaults["malloc"])
   if a.network:
     nh, nw = (int(v) for v in a.network_size.split("x")) if a.network_size else (height, width)
     print(f"networks at {nh}x{nw}")
-    report["networks"] = measure_networks(nh, nw, 2 if a.quick else 3)
+    report["networks"] = measure_networks(nh, nw, 2 if a.quick else 3,
+                                          peak_flops=report["matmul_gflops_per_s"] * 1e9)
     report["network_size"] = [nh, nw]
   report.update(cpu=cpu_name(), cores=os.cpu_count(), load_before=load_before,
                 load_after=_load(), minutes=(time.perf_counter() - t0) / 60,
                 date=datetime.date.today().isoformat(),
-                xla_flags=os.environ.get("XLA_FLAGS", ""))
+                xla_flags=os.environ.get("XLA_FLAGS", ""), cpu_defaults=cpu_defaults)
   report["goals"] = goals(report)
   (out / "spectral_recon.json").write_text(json.dumps(report, indent=1))
   (out / "spectral_recon.md").write_text(markdown(report))
