@@ -13,7 +13,7 @@ from jaxvision.nn.covariance_pooling import CovariancePooling
 from jaxvision.nn.mamba import INJECTIONS, BiMamba, Mamba, MambaCache, SelectiveSSM
 from jaxvision.nn.orthogonal import SOC_PADDINGS, SOCConv, SpectralNormConv
 from jaxvision.nn.whitening import DecorrelatedBatchNorm
-from jaxvision.nn.spectral_attention import (SSTA, FeedForward, PooledNonLocal,
+from jaxvision.nn.spectral_attention import (SSTA, DepthwiseConv2d, FeedForward, PooledNonLocal,
                                              SecondOrderChannelAttention,
                                              SpectralTransformerBlock, SpectralWiseMSA)
 
@@ -24,6 +24,7 @@ __all__: list[str] = [
     "BiMamba",
     "CovariancePooling",
     "DecorrelatedBatchNorm",
+    "DepthwiseConv2d",
     "FeedForward",
     "PooledNonLocal",
     "SSTA",

@@ -64,6 +64,7 @@ from jaxvision.nn.acc import AdjacentChannelCoupler
 
 __all__ = [
     "COUPLERS",
+    "DepthwiseConv2d",
     "FeedForward",
     "NONLOCAL_TYPES",
     "PooledNonLocal",
@@ -102,15 +103,70 @@ def gelu(x):
   return nn.gelu(x, approximate=False)
 
 
+class DepthwiseConv2d(nn.Module):
+  """A depthwise (``groups = C``) ``nn.Conv`` twin computed by ``ops.depthwise_conv2d``.
+
+  Same parameters as ``nn.Conv(C, (k, k), feature_group_count=C)``: ``kernel``
+  ``(k, k, 1, C)`` and, with ``use_bias``, ``bias`` ``(C,)`` (created in that order, so the
+  same ``init`` key gives the same values), in ``param_dtype``; the computation is
+  :func:`jaxvision.ops.depthwise_conv2d` (shifted multiply-adds on CPU, ~12x faster there
+  than XLA:CPU's grouped convolution; the grouped convolution elsewhere).
+
+  Attributes:
+    kernel_size: ``k`` or ``(kH, kW)``.
+    strides: an int or ``(s_h, s_w)``.
+    padding: as ``ops.depthwise_conv2d`` (``None``: ``k // 2`` on each side).
+    use_bias: add a per-channel bias.
+    dtype: computation dtype (``None``: the inputs' and parameters' result type).
+    param_dtype: parameter dtype.
+    kernel_init, bias_init: initialisers; ``None``: PyTorch's default
+      ``U(+-1/sqrt(kH kW))`` (:func:`torch_uniform`, ``fan_in = kH kW``).
+    method: ``ops.depthwise_conv2d``'s ``method`` (``"auto"``, ``"shifted"``, ``"conv"``).
+  """
+  kernel_size: int | tuple[int, int] = 3
+  strides: int | tuple[int, int] = 1
+  padding: Any = None
+  use_bias: bool = False
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  kernel_init: Callable | None = None
+  bias_init: Callable | None = None
+  method: str = "auto"
+
+  @nn.compact
+  def __call__(self, x):
+    """``(B, H, W, C) -> (B, H_out, W_out, C)``; ``H_out = H`` for stride 1, odd ``k``."""
+    _check_nhwc(type(self).__name__, x)
+    k = self.kernel_size
+    kh, kw = (k, k) if isinstance(k, int) else tuple(k)
+    c = x.shape[-1]
+    default = torch_uniform(kh * kw)
+    kernel = self.param("kernel", self.kernel_init or default, (kh, kw, 1, c),
+                        self.param_dtype)
+    bias = (self.param("bias", self.bias_init or default, (c,), self.param_dtype)
+            if self.use_bias else None)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    return ops.depthwise_conv2d(x, kernel, bias, strides=self.strides, padding=self.padding,
+                                method=self.method)
+
+
 def conv2d(x, features: int, kernel: int, name: str, *, strides: int = 1, groups: int = 1,
            use_bias: bool = False, padding: int | None = None, dtype: Any = jnp.float32):
-  """A PyTorch-style ``nn.Conv2d(k, stride, padding=k // 2, groups)`` with its default init."""
+  """A PyTorch-style ``nn.Conv2d(k, stride, padding=k // 2, groups)`` with its default init.
+
+  A depthwise conv (``groups == C == features``, ``C`` the input channels) is a
+  :class:`DepthwiseConv2d` (same parameter names, shapes and init as the ``nn.Conv`` of the
+  other cases; faster on CPU).
+  """
   pad = kernel // 2 if padding is None else padding
   fan_in = x.shape[-1] // groups * kernel * kernel
+  init = torch_uniform(fan_in)
+  if groups == x.shape[-1] == features:
+    return DepthwiseConv2d(kernel, strides, padding=pad, use_bias=use_bias, dtype=dtype,
+                           kernel_init=init, bias_init=init, name=name)(x)
   return nn.Conv(features, (kernel, kernel), (strides, strides), padding=((pad, pad), (pad, pad)),
                  feature_group_count=groups, use_bias=use_bias, dtype=dtype,
-                 kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in),
-                 name=name)(x)
+                 kernel_init=init, bias_init=init, name=name)(x)
 
 
 def _check_nhwc(owner: str, x) -> None:

@@ -125,3 +125,7 @@ from jaxvision.ops.acc import (
 )
 
 __all__ += recurrence.__all__ + acc.__all__
+from jaxvision.ops import conv
+from jaxvision.ops.conv import DEPTHWISE_METHODS, depthwise_conv2d
+
+__all__ += conv.__all__

@@ -4,6 +4,7 @@ SSTA"), against float64 NumPy transcriptions of the formulas."""
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +14,7 @@ import scipy.special
 
 from jaxvision.nn import (SSTA, FeedForward, PooledNonLocal, SecondOrderChannelAttention,
                           SpectralTransformerBlock, SpectralWiseMSA)
+from jaxvision.nn.spectral_attention import DepthwiseConv2d, conv2d, torch_uniform
 
 
 def _count(tree):
@@ -84,6 +86,67 @@ def _np_msa(x, p, heads, d, normalize=True):
 
 def _f64(tree):
   return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
+
+
+# ------------------------------------------------------------------------------ conv2d
+
+
+class _Conv2d(nn.Module):
+  """``conv2d`` under a parent, or (``reference``) the ``nn.Conv`` it replaces when depthwise."""
+  kernel: int = 3
+  strides: int = 1
+  padding: int | None = None
+  use_bias: bool = False
+  reference: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    if not self.reference:
+      return conv2d(x, c, self.kernel, "dw", strides=self.strides, groups=c,
+                    use_bias=self.use_bias, padding=self.padding)
+    pad = self.kernel // 2 if self.padding is None else self.padding
+    init = torch_uniform(self.kernel ** 2)
+    return nn.Conv(c, (self.kernel, self.kernel), self.strides, padding=((pad, pad), (pad, pad)),
+                   feature_group_count=c, use_bias=self.use_bias, kernel_init=init,
+                   bias_init=init, name="dw")(x)
+
+
+@pytest.mark.parametrize("kernel,strides,padding,use_bias",
+                         [(3, 1, None, False), (3, 1, None, True), (5, 1, 1, True),
+                          (4, 2, 1, False), (1, 1, None, True)])
+def test_depthwise_conv2d_is_the_grouped_nn_conv(kernel, strides, padding, use_bias):
+  """The depthwise ``conv2d`` (a ``DepthwiseConv2d``) has ``nn.Conv(feature_group_count=C)``'s
+  parameter tree, shapes and init values, and its output for the same parameters."""
+  x = _x((2, 7, 6, 5))
+  new = _Conv2d(kernel, strides, padding, use_bias)
+  ref = _Conv2d(kernel, strides, padding, use_bias, reference=True)
+  key = jax.random.PRNGKey(3)
+  p_new, p_ref = jax.jit(new.init)(key, x), jax.jit(ref.init)(key, x)
+  assert (jax.tree.structure(p_new) == jax.tree.structure(p_ref)
+          and jax.tree.map(jnp.shape, p_new) == jax.tree.map(jnp.shape, p_ref))
+  assert p_new["params"]["dw"]["kernel"].shape == (kernel, kernel, 1, 5)
+  jax.tree.map(np.testing.assert_array_equal, p_new, p_ref)
+  p = {"params": _params(ref, x)}
+  want = ref.apply(p, x)
+  np.testing.assert_allclose(new.apply(p, x), want, rtol=1e-5, atol=1e-5)   # "auto"
+  for method in ("shifted", "conv"):
+    layer = DepthwiseConv2d(kernel, strides, padding=padding, use_bias=use_bias, method=method)
+    got = layer.apply({"params": p["params"]["dw"]}, x)
+    assert got.shape == want.shape and got.dtype == jnp.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_conv2d_module_dtypes_and_errors():
+  x = _x((1, 4, 5, 3))
+  m = DepthwiseConv2d(3, use_bias=True, dtype=jnp.bfloat16)
+  p = m.init(jax.random.PRNGKey(0), x)
+  assert p["params"]["kernel"].dtype == jnp.float32 and m.apply(p, x).dtype == jnp.bfloat16
+  assert float(jnp.max(jnp.abs(p["params"]["kernel"]))) <= 1 / 3   # U(+-1/sqrt(9))
+  with pytest.raises(ValueError, match="DepthwiseConv2d: input must be NHWC"):
+    m.init(jax.random.PRNGKey(0), x[0])
+  with pytest.raises(ValueError, match="`method` must be one of"):
+    DepthwiseConv2d(method="fft").init(jax.random.PRNGKey(0), x)
 
 
 # ------------------------------------------------------------------------------ SpectralWiseMSA
