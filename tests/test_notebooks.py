@@ -15,6 +15,9 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 def test_notebook_runs(path, tmp_path, monkeypatch):
   monkeypatch.setenv("JAXVISION_NOTEBOOK_TINY", "1")
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  # Tiny runs are compile-bound: skipping XLA's expensive optimisation passes makes their
+  # compiles 2.5-4x faster (what they compute is unchanged).
+  monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
   nb = nbformat.read(path, as_version=4)
   client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                    resources={"metadata": {"path": str(tmp_path)}})

@@ -18,7 +18,7 @@ import logging
 import sys
 from typing import Sequence
 
-from jaxvision.train.cpu import set_cpu_defaults, set_default_xla_flags  # noqa: F401 (TEMP)
+from jaxvision.train.cpu import set_cpu_defaults
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
