@@ -39,12 +39,22 @@ RESULTS = ROOT / "benchmarks" / "results"
 # convolutions through YNNPACK (its default on this jaxlib), so they use XLA's Eigen
 # convolution kernels; "-individual_dot" does the same for matrix products. `jaxvision train`
 # sets both by default on CPU (jaxvision/train/cli.py).
+# "cpu_defaults" is what `jaxvision train` runs (jaxvision/train/cpu.py): both flags below
+# plus AVX-512 vector width, and glibc malloc retaining freed buffers (the "+malloc" marker:
+# the worker calls retain_freed_memory before JAX starts).
 VARIANTS = {
     "xla_default": "",
     "xla_eigen_conv": "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",
     "xla_eigen_conv_dot":
         "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot",
+    "xla_eigen_conv_dot_avx512":
+        "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot "
+        "--xla_cpu_prefer_vector_width=512",
+    "cpu_defaults":
+        "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot "
+        "--xla_cpu_prefer_vector_width=512 +malloc",
 }
+MALLOC_MARKER = "+malloc"
 STAGE_WIDTHS = (64, 128, 256, 512)
 
 
@@ -160,9 +170,12 @@ def worker(batch: int, reps: int, warmup: int) -> dict:
 
 
 def _run_variant(flags: str, args) -> dict:
-  env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+  retain = MALLOC_MARKER in flags.split()
+  xla_flags = " ".join(f for f in flags.split() if f != MALLOC_MARKER)
+  env = dict(os.environ, XLA_FLAGS=xla_flags, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
   out = subprocess.run([sys.executable, __file__, "--worker", "--batch", str(args.batch),
-                        "--reps", str(args.reps), "--warmup", str(args.warmup)],
+                        "--reps", str(args.reps), "--warmup", str(args.warmup)]
+                       + (["--retain-malloc"] if retain else []),
                        env=env, capture_output=True, text=True, check=True, cwd=ROOT)
   line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")][-1]
   return json.loads(line[len("RESULT "):])
@@ -174,13 +187,19 @@ def main():
   parser.add_argument("--reps", type=int, default=9)
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--retain-malloc", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--variants", default=",".join(VARIANTS),
+                      help="comma-separated subset of " + ", ".join(VARIANTS))
   parser.add_argument("--out", default=str(RESULTS))
   args = parser.parse_args()
   if args.worker:
+    if args.retain_malloc:
+      from jaxvision.train.cpu import retain_freed_memory
+      retain_freed_memory()
     print("RESULT " + json.dumps(worker(args.batch, args.reps, args.warmup)), flush=True)
     return
   results = {name: {"xla_flags": flags, **_run_variant(flags, args)}
-             for name, flags in VARIANTS.items()}
+             for name, flags in VARIANTS.items() if name in args.variants.split(",")}
   report = {
       "benchmark": "ResNet-18 (CIFAR stem) train step, batch %d, 32x32x3, float32" % args.batch,
       "date": datetime.date.today().isoformat(), "cpu": cpu_name(), "cores": os.cpu_count(),
