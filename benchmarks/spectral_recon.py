@@ -39,15 +39,18 @@ against the machine's float32 matmul rate measured in the same run (a jitted
 Method: the CPU defaults the CLI sets (``jaxvision.train.cpu.set_cpu_defaults``, README "CPU
 performance": XLA flags, and glibc malloc retaining freed buffers, without which every call
 page-faults its > 32 MiB buffers in anew; the ``scan, glibc 128 KiB malloc thresholds``
-ablation row restores glibc's initial thresholds around its own calls). Every JAX row is
-compiled and run once untimed; then the repetitions go round-robin over all rows, the first
-row rotating each round, so the load of this shared machine (2 cores, other jobs running)
-hits every row alike; slow rows (the loops, ``jacobi 31``) get fewer repetitions. Tables
-report medians (all times are in the JSON). ``--network`` additionally times
-``jaxvision.models.create_model("acc_net")`` and ``("mst_plus_plus")`` (when registered) on
-one RGB image (``--network-size``, default 482x512; at that size ``acc_net`` took ~4.6 min
-per image here, dominated by its depthwise ``lax.conv`` calls, not by the ACC), jitted,
-inference mode.
+ablation row restores glibc's initial thresholds for its own calls, in a block after the
+rounds). Every JAX row is compiled and run once untimed; then the repetitions go round-robin
+over all rows, the first row rotating each round, so the load of this shared machine (2
+cores, other jobs running) hits every row alike; slow rows (the loops, ``jacobi 31``) get
+fewer repetitions. Tables report medians (all times are in the JSON). Each repetition of a
+row is the second of two back-to-back calls (the steady state of a loop; the first call's
+time is kept in the JSON: on this VM the kernel's memory reclaim pages out buffers left idle
+while other rows run, and the first call faults them back in). ``--network`` additionally
+times ``jaxvision.models.create_model("acc_net")`` and ``("mst_plus_plus")`` (when
+registered) on one RGB image (``--network-size``, default 482x512; at that size ``acc_net``
+took ~4.6 min per image here, dominated by its depthwise ``lax.conv`` calls, not by the
+ACC), jitted, inference mode.
 
 Goals (the issue's): (1) the ACC layer >= 5x faster than the PyTorch loop; (2) >= 15% of the
 measured matmul rate.
@@ -217,6 +220,33 @@ def torch_loop_fn(x, p):
 # Measurement.
 
 
+def _malloc_ablation(run_scan, reps, scan_row) -> dict:
+  """The default scan under glibc's initial (static) 128 KiB mmap/trim thresholds: each call
+  mmaps its buffers afresh and page-faults them in (``jaxvision/train/cpu.py``).
+
+  Measured in its own block after the interleaved rounds, not among them: lowering the trim
+  threshold hands the retained heap back to the OS, so the next call of every other row would
+  fault it in again. Each repetition pairs one call without retention with one retained call
+  (after an untimed call that re-grows the heap), side by side.
+  """
+  from jaxvision.train import cpu
+
+  unretained, retained = [], []
+  for _ in range(reps):
+    cpu.retain_freed_memory(cpu.GLIBC_INITIAL_THRESHOLD)
+    try:
+      unretained.append(_timed(run_scan))
+    finally:
+      cpu.retain_freed_memory()
+    run_scan()
+    retained.append(_timed(run_scan))
+  return dict(scan_row, label="scan, glibc 128 KiB malloc thresholds (ablation: buffers not "
+              "retained; own block)", times_s=unretained,
+              median_s=statistics.median(unretained), min_s=min(unretained),
+              paired_retained_times_s=retained,
+              paired_retained_median_s=statistics.median(retained))
+
+
 def measure(height, width, c, reps, quick, log=print, malloc_ablation=False):
   import jax
   import jax.numpy as jnp
@@ -246,23 +276,6 @@ def measure(height, width, c, reps, quick, log=print, malloc_ablation=False):
     calls[key] = (lambda cf: lambda: jax.block_until_ready(cf(x, p)))(compiled)
     log(f"  compiled {label}: {row['compile_s']:.1f} s, first call "
         f"{row['first_call_s'] * 1e3:.0f} ms, max |diff| {row['max_abs_diff_vs_scan']:.1e}")
-
-  if malloc_ablation:
-    # The default scan with glibc's initial (static) mmap/trim thresholds for its calls: each
-    # call mmaps its > 128 KiB buffers afresh and page-faults them in (jaxvision/train/cpu.py).
-    from jaxvision.train import cpu
-
-    def scan_unretained(run=calls["scan"]):
-      cpu.retain_freed_memory(cpu.GLIBC_INITIAL_THRESHOLD)
-      try:
-        return run()
-      finally:
-        cpu.retain_freed_memory()
-
-    rows["scan_malloc_default"] = dict(
-        rows["scan"], label="scan, glibc 128 KiB malloc thresholds (ablation: buffers not "
-        "retained)")
-    calls["scan_malloc_default"] = scan_unretained
 
   out = eager_jax_loop(x, p)
   jax.block_until_ready(out)              # compiles its per-op executables
@@ -307,15 +320,23 @@ def measure(height, width, c, reps, quick, log=print, malloc_ablation=False):
   slow = {"eager_jax_loop", "torch_loop", "torch_loop_1", f"jacobi_{c}"}
   keys = list(calls)
   times = {k: [] for k in keys}
+  cold = {k: [] for k in keys}
   for r in range(reps):
     for i in range(len(keys)):
       k = keys[(i + r) % len(keys)]
       if k in slow and len(times[k]) >= max(2, (reps + 1) // 2):
         continue
+      # Two back-to-back calls; the second is the row's time (steady state): the first re-warms
+      # the buffers that this VM's memory reclaim may have paged out while the other rows ran.
+      cold[k].append(_timed(calls[k]))
       times[k].append(_timed(calls[k]))
     log(f"  round {r + 1}/{reps}: scan {times['scan'][-1] * 1e3:.0f} ms, load {_load()}")
   for k, ts in times.items():
-    rows[k].update(times_s=ts, median_s=statistics.median(ts), min_s=min(ts))
+    rows[k].update(times_s=ts, median_s=statistics.median(ts), min_s=min(ts),
+                   first_of_pair_times_s=cold[k],
+                   first_of_pair_median_s=statistics.median(cold[k]))
+  if malloc_ablation:
+    rows["scan_malloc_default"] = _malloc_ablation(calls["scan"], reps, rows["scan"])
   peak = rows["matmul"]["flops"] / rows["matmul"]["median_s"]
   # The PyTorch baseline is its faster thread setting in this run (a conservative ratio).
   torch_keys = [k for k in ("torch_loop", "torch_loop_1") if k in rows]
@@ -515,7 +536,16 @@ def markdown(report: dict) -> str:
             "anew; the run uses the CLI's CPU defaults (`jaxvision/train/cpu.py`: XLA flags "
             "above, and freed buffers retained: "
             f"{'applied' if report.get('cpu_defaults', {}).get('malloc') else 'not applied'}"
-            "); the ablation row restores glibc's thresholds for its calls.",
+            "); the ablation row restores glibc's thresholds for its calls, in a block after "
+            "the interleaved rounds, paired with retained calls"
+            + (f" (median {rows['scan_malloc_default']['paired_retained_median_s'] * 1e3:.0f}"
+               " ms there)" if "scan_malloc_default" in rows else "") + ".",
+            "* Each repetition is the second of two back-to-back calls (the steady state of "
+            "a loop): the first re-warms buffers this VM's memory reclaim may have paged out "
+            "while the other rows ran. Medians of the first calls: "
+            + ", ".join(f"{r['label']} {r['first_of_pair_median_s'] * 1e3:.0f} ms"
+                        for k, r in rows.items() if k in ("scan", "torch_loop", "torch_loop_1")
+                        and "first_of_pair_median_s" in r) + ".",
             "* Times are medians of interleaved repetitions: "
             + ", ".join(f"{r['label']} {len(r['times_s'])}" for r in rows.values()) + "."]
   if report.get("torch_note"):
