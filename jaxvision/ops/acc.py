@@ -45,11 +45,12 @@ the regressors used). ``boundary`` sets ``Y^F_0`` / ``Y^B_{C+1}``: ``"zero"`` (d
   contractive (``||d/dY|| <= 1/8 sum_d ||F^d||_inf ||op(w^h_d)||``; true for small ``h``);
   the spec and Lemma 3 read eq. (4) as the two-chain model above.
 
-Speed (``benchmarks/results/spectral_recon.md``, one 482x512 image, C = 31, 2 shared CPU
-cores): ``"scan"`` 164 ms, 4.2x faster than the same layer as a PyTorch per-channel
-``conv2d`` loop (1 thread; 25x its default 2 threads) and 17% of the measured float32
-matmul rate. On CPU the parallel solvers cost more than the scan (every sweep streams all
-``2 C`` planes: Jacobi K = 2 1.1 s, K = C 4.0 s); they are for devices with idle parallelism.
+Speed (``benchmarks/results/spectral_recon.md``, one 482x512 image, C = 31, 2 CPU cores,
+the CLI's CPU defaults of :mod:`jaxvision.train.cpu`): ``"scan"`` 31 ms, 6.4x faster than the
+same layer as a PyTorch per-channel ``conv2d`` loop (200 ms at its faster thread setting) and
+14% of the float32 matmul rate measured in the same run (212 GFLOP/s). On CPU the parallel
+solvers cost more than the scan (every sweep streams all ``2 C`` planes: Jacobi K = 2
+190 ms, K = C 710 ms); they are for devices with idle parallelism.
 
 Iterative solvers differentiate through ``differentiation="implicit"`` (a ``custom_vjp`` on
 the fixed point: reverse mode only, works with ``tol``) or ``"unrolled"`` (autodiff of a

@@ -20,14 +20,16 @@ its own opt-out:
     and whose batched float32 GEMM reaches ~60% of Eigen's (78 vs 130 GFLOP/s on one core);
   - ``--xla_cpu_prefer_vector_width=512`` lets XLA's fused elementwise/stencil loops use
     512-bit vectors where the CPU has AVX-512 (LLVM's default prefers 256): the ACC layer's
-    scan ~15% faster (29 vs 34 ms); no effect on CPUs without AVX-512.
+    scan ~15% faster (29 vs 34 ms, medians of alternating processes); no effect on CPUs
+    without AVX-512.
 
 * :func:`retain_freed_memory` (glibc only; opt out: ``JAXVISION_CPU_MALLOC=0``; skipped when
   an accelerator plugin is installed or ``JAX_PLATFORMS`` names another platform first) tells
   glibc's ``malloc`` to serve large blocks from one heap and keep freed memory for reuse.
   XLA:CPU allocates each call's temporary and output buffers afresh; with glibc's defaults,
   blocks above 32 MiB are ``mmap``-ed and returned on free, so every call page-faults its
-  buffers anew (the ACC layer at 482x512: 16,400 minor faults, ~20 ms of a ~50 ms call).
+  buffers anew (the ACC layer at 482x512: 16,400 minor faults per call; 37 vs 31 ms in
+  ``benchmarks/results/spectral_recon.md``'s steady state, 57 vs 34 ms in separate processes).
   Retaining them removes most of the faults (the same layer: 0 on most calls; a call whose
   predecessor's buffer is not freed yet still faults in a new one). The cost: the process
   keeps its peak heap (freed memory is reused, not returned to the OS), and all threads
