@@ -129,7 +129,6 @@ def small():
   return model, variables, jax.jit(functools.partial(model.apply, train=False))
 
 
-@pytest.mark.slow  # XLA:CPU compile-bound (~1 min on 2 cores); run with -m slow
 def test_eval_padding_crop_back_and_jit(small):
   model, variables, apply = small
   x = jax.random.uniform(jax.random.PRNGKey(1), (2, 7, 9, 3))
@@ -142,7 +141,6 @@ def test_eval_padding_crop_back_and_jit(small):
   np.testing.assert_allclose(apply(variables, x[:1]), out[:1], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.slow  # XLA:CPU compile-bound (~1 min on 2 cores); run with -m slow
 def test_train_vs_eval_batchnorm(small):
   model, variables, apply = small
   x = jax.random.uniform(jax.random.PRNGKey(2), (2, 8, 8, 3))
@@ -163,7 +161,6 @@ def test_train_vs_eval_batchnorm(small):
   assert float(jnp.max(jnp.abs(apply(updated, x) - out_eval))) > 1e-4
 
 
-@pytest.mark.slow  # XLA:CPU compile-bound (~1 min on 2 cores); run with -m slow
 def test_gradients_finite():
   # acc_net_small at one U-Net level (a shorter CPU compile; the same layers).
   model = create_model("acc_net_small", levels=1, num_blocks=(1, 1))

@@ -117,7 +117,6 @@ def test_reflect_padding_and_crop_back(tiny):
   assert reflect_pad_to(padded, 8) is padded
 
 
-@pytest.mark.slow  # XLA:CPU compile-bound (~1 min on 2 cores); run with -m slow
 def test_outer_residual_and_jit_gradients(tiny):
   model, variables, apply = tiny
   x = jax.random.uniform(jax.random.PRNGKey(2), (2, 16, 16, 3))   # the shape compiled above
