@@ -40,7 +40,7 @@ import numpy as np
 
 from jaxvision.data import augment as augment_lib
 from jaxvision.data.registry import register_dataset
-from jaxvision.data.sources import Batch, DatasetInfo, check_data_dir
+from jaxvision.data.sources import Batch, DatasetInfo, check_data_dir, is_hdf5_file
 from jaxvision.data.tfds_datasets import IMAGENET_MEAN, IMAGENET_STD, normalize
 
 IQA_SPLITS = ("train", "validation", "test")
@@ -444,14 +444,12 @@ def synthetic_iqa(split: str, image_size: int = 64, num_per_image: int | None = 
 
 def _loadmat(path: str, what: str) -> dict[str, Any]:
   """``scipy.io.loadmat`` (MATLAB v5); MATLAB v7.3 (HDF5) files through h5py."""
-  try:
-    import scipy.io
-  except ImportError as e:
-    raise ImportError(f"reading {what} ({path}) needs scipy: pip install scipy") from e
-  try:
+  if not is_hdf5_file(path):
+    try:
+      import scipy.io
+    except ImportError as e:
+      raise ImportError(f"reading {what} ({path}) needs scipy: pip install scipy") from e
     return scipy.io.loadmat(path)
-  except NotImplementedError:  # v7.3: an HDF5 file
-    pass
   try:
     import h5py
   except ImportError as e:

@@ -120,3 +120,18 @@ class ArraySource:
       images = np.stack([self.augment(img, np.random.default_rng(int(s)))
                          for img, s in zip(images, seeds)])
     return {"image": images, "label": self.labels[indices]}
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5_file(path: str) -> bool:
+  """Whether ``path`` is an HDF5 file (e.g. a MATLAB v7.3 .mat): the HDF5 signature at
+  offset 0 or at a power-of-two userblock offset (MATLAB writes a 512-byte header)."""
+  with open(path, "rb") as f:
+    for offset in (0, 512, 1024, 2048):
+      f.seek(offset)
+      if f.read(8) == HDF5_SIGNATURE:
+        return True
+  return False
+

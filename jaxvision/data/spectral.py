@@ -61,7 +61,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from jaxvision.data.registry import register_dataset
-from jaxvision.data.sources import Batch, DatasetInfo, check_data_dir, check_get_args
+from jaxvision.data.sources import (Batch, DatasetInfo, check_data_dir, check_get_args,
+                                    is_hdf5_file)
 
 BUILDERS_MODULE = "jaxvision.data.spectral_tfds"  # its TFDS builders prepare the real datasets
 
@@ -478,13 +479,7 @@ def read_mat_cube(path: str, key: str = "cube") -> np.ndarray:
   """
   if not os.path.isfile(path):
     raise FileNotFoundError(f"cube file {path} is missing.")
-  h5py = None
-  try:
-    import h5py
-  except ImportError:
-    pass
-  is_hdf5 = h5py.is_hdf5(path) if h5py is not None else _looks_like_hdf5(path)
-  if is_hdf5:
+  if is_hdf5_file(path):
     h5py = _h5py(path)
     with h5py.File(path, "r") as f:
       if key not in f:
@@ -510,17 +505,6 @@ def read_mat_cube(path: str, key: str = "cube") -> np.ndarray:
     raise ValueError(f"{path}: {key!r} must have {NUM_BANDS} bands (400..700 nm); found "
                      f"shape {data.shape} (as (H, W, bands)).")
   return data
-
-
-def _looks_like_hdf5(path: str) -> bool:
-  # HDF5 signature at offset 0 or at a power-of-two userblock offset (MATLAB uses 512).
-  sig = b"\x89HDF\r\n\x1a\n"
-  with open(path, "rb") as f:
-    for offset in (0, 512, 1024, 2048):
-      f.seek(offset)
-      if f.read(8) == sig:
-        return True
-  return False
 
 
 def read_rgb_file(path: str) -> np.ndarray:

@@ -64,17 +64,17 @@ def open_data_source(name: str, split: str, data_dir: str | None) -> Any:
 
 
 def random_access_source(builder, split: str, what: str, tfds_name: str, **kwargs):
-  """``builder.as_data_source(split, **kwargs)``; a dataset prepared as TFRecord (no random
-  access) raises an error saying how to re-prepare it as array_record, instead of TFDS's
-  bare ``NotImplementedError``."""
-  try:
-    return builder.as_data_source(split=split, **kwargs)
-  except NotImplementedError as e:
+  """``builder.as_data_source(split, **kwargs)``, after checking that the prepared dataset
+  has random access: one stored as TFRecord gets an error saying how to re-prepare it as
+  array_record (TFDS itself would fail with a bare error from inside ``as_data_source``)."""
+  file_format = getattr(builder.info, "file_format", None)
+  fmt = getattr(file_format, "value", file_format)
+  if fmt is not None and str(fmt) != "array_record":
     raise RuntimeError(
-        f"{what}: {tfds_name!r} in {builder.data_dir} is stored as TFRecord, which has no "
+        f"{what}: {tfds_name!r} in {builder.data_dir} is stored as {fmt}, which has no "
         f"random access. Re-prepare it with file_format='array_record' (e.g. `tfds build "
-        f"{tfds_name} --data_dir DATA_DIR --file_format array_record`). Original error: {e}"
-    ) from None
+        f"{tfds_name} --data_dir DATA_DIR --file_format array_record`).")
+  return builder.as_data_source(split=split, **kwargs)
 
 
 class TfdsSource:

@@ -34,3 +34,20 @@ def test_imagenet_preprocessing_handles_grayscale_and_sizes():
   out = tfds_datasets.imagenet_image_fn(img[..., None], np.random.default_rng(1), size=64,
                                         resize_to=72)
   assert out.shape == (64, 64, 3)
+
+
+def test_random_access_source_names_the_tfrecord_fix():
+  import types
+
+  from jaxvision.data.tfds_datasets import random_access_source
+
+  calls = []
+  builder = types.SimpleNamespace(
+      info=types.SimpleNamespace(file_format=types.SimpleNamespace(value="tfrecord")),
+      data_dir="/data", as_data_source=lambda **kw: calls.append(kw))
+  with pytest.raises(RuntimeError, match="stored as tfrecord.*--file_format array_record"):
+    random_access_source(builder, "train", "COCO", "coco")
+  assert not calls                                  # never reached TFDS
+  builder.info.file_format.value = "array_record"
+  random_access_source(builder, "train", "COCO", "coco")
+  assert calls == [{"split": "train"}]
