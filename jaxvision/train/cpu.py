@@ -117,10 +117,11 @@ def retain_freed_memory(threshold_bytes: int = RETAIN_BYTES) -> bool:
   name = ctypes.util.find_library("c") or "libc.so.6"
   try:
     libc = ctypes.CDLL(name)
-    mallopt, gnu_get_libc_version = libc.mallopt, libc.gnu_get_libc_version
-  except (OSError, AttributeError):        # not glibc (musl has no gnu_get_libc_version)
+  except OSError:
     return False
-  del gnu_get_libc_version
+  if not hasattr(libc, "gnu_get_libc_version"):   # not glibc (e.g. musl's no-op mallopt)
+    return False
+  mallopt = libc.mallopt
   mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
   return all(mallopt(param, value) == 1 for param, value in (
       (M_ARENA_MAX, 1), (M_MMAP_THRESHOLD, threshold_bytes),
