@@ -10,8 +10,13 @@ PyTorch-default ``U(-1/3, 1/3)`` parameters (``init_acc_params``; 54 C weights +
 both directions, zero boundary -- on a ``(1, 482, 512, 31)`` float32 input in [0, 1], jitted,
 for every solver and variant:
 
-* ``scan`` -- the default: one ``lax.scan`` of depth C over both chains, the f/g/h convs as
-  9 shifted multiply-adds fused into one loop per step (exact);
+* ``scan`` -- the default: on CPU for float32, the native kernel of
+  ``jaxvision/ops/acc_native.py`` (one pass per step over the input and state planes, rows
+  split over threads; built with the local C++ compiler on first use), between XLA's layout
+  transposes to and from channel-last (exact);
+* ``scan, XLA`` -- the default where the native kernel is unavailable (other platforms, no
+  compiler, ``JAXVISION_NATIVE_KERNELS=0``): one ``lax.scan`` of depth C over both chains,
+  the f/g/h convs as 9 shifted multiply-adds fused into one loop per step (exact);
 * ``scan, f/g precomputed`` -- an ablation (not a library option): ``f(X)``, ``g(X)`` of every
   channel and direction first, as one depthwise ``lax.conv_general_dilated``
   (``feature_group_count=C``), then the scan over ``h`` only; the spec's suggested layout;
@@ -138,7 +143,17 @@ def jax_rows(c: int, quick: bool):
     return jnp.moveaxis(acc, 0, -1)
 
   ks = (2, 4, 8) if not quick else (2,)
-  rows = [("scan", "scan (default)", "exact", solver()),
+  def xla_scan(x, p):
+    xt, pp, _ = acc_mod._prepare(x, p, "both", "benchmark")
+    return jnp.moveaxis(acc_mod._acc_scan(xt, pp, (1, -1), "zero"), 0, -1)
+
+  from jaxvision.ops import acc_native
+  native = acc_native.native_available()
+  rows = [("scan", "scan (default: native CPU kernel)" if native else
+           f"scan (default; native kernel unavailable: {acc_native.native_status()})",
+           "exact", solver()),
+          ("scan_xla", "scan, XLA (the default without the native kernel)", "exact",
+           jax.jit(xla_scan)),
           ("scan_fg_precomputed", "scan, f/g precomputed (ablation)", "exact",
            jax.jit(precomputed_fg))]
   rows += [(f"jacobi_{k}", f"Jacobi, K = {k}", "approximate", solver(solver="jacobi",

@@ -19,13 +19,18 @@ two directional chains, as in a bidirectional RNN (the reading of Lemma 3, eq. 1
 the regressors used). ``boundary`` sets ``Y^F_0`` / ``Y^B_{C+1}``: ``"zero"`` (default) or
 ``"input"`` (the end channel's own input, ``X_1`` / ``X_C``). Solvers (``solver=``):
 
-* ``"scan"`` (default, exact): one ``lax.scan`` of depth ``C`` running **both chains at
-  once** (step ``t`` advances the forward chain at channel ``t`` and the backward chain at
-  channel ``C + 1 - t``: the chains are vmapped over a flipped channel axis). Each step's
-  per-channel kernels arrive as scanned inputs (``xs``); its 3x3 convs are 9 shifted
-  multiply-adds. The non-recurrent ``f(X_c)``, ``g(X_c)`` are computed inside the same
-  step, fused with ``h`` and the gate into one loop over the plane: on CPU this is ~9x
-  faster than precomputing ``f(X)``, ``g(X)`` for all channels as one depthwise conv
+* ``"scan"`` (default, exact): on CPU for float32, a **native kernel**
+  (:mod:`jaxvision.ops.acc_native`: an XLA FFI custom call built with the local C++
+  compiler on first use) that makes one pass per step over the two input and two state
+  planes, rows split over threads; its derivatives (both modes) are those of the XLA scan
+  below, which is also what runs elsewhere (other platforms and dtypes, no compiler,
+  ``JAXVISION_NATIVE_KERNELS=0``). The XLA scan: one ``lax.scan`` of depth ``C`` running
+  **both chains at once** (step ``t`` advances the forward chain at channel ``t`` and the
+  backward chain at channel ``C + 1 - t``: the chains are vmapped over a flipped channel
+  axis). Each step's per-channel kernels arrive as scanned inputs (``xs``); its 3x3 convs
+  are 9 shifted multiply-adds. The non-recurrent ``f(X_c)``, ``g(X_c)`` are computed inside
+  the same step, fused with ``h`` and the gate into one loop over the plane: on CPU this is
+  ~9x faster than precomputing ``f(X)``, ``g(X)`` for all channels as one depthwise conv
   (``benchmarks/spectral_recon.py``), which writes and re-reads ``4 C`` planes. Channels
   are made leading once, so every step touches contiguous ``(B, H, W)`` planes, and the
   state and input planes live in persistent zero-bordered buffers (padding once, not per
@@ -46,11 +51,14 @@ the regressors used). ``boundary`` sets ``Y^F_0`` / ``Y^B_{C+1}``: ``"zero"`` (d
   the spec and Lemma 3 read eq. (4) as the two-chain model above.
 
 Speed (``benchmarks/results/spectral_recon.md``, one 482x512 image, C = 31, 2 CPU cores,
-the CLI's CPU defaults of :mod:`jaxvision.train.cpu`): ``"scan"`` 31 ms, 6.4x faster than the
-same layer as a PyTorch per-channel ``conv2d`` loop (200 ms at its faster thread setting) and
-14% of the float32 matmul rate measured in the same run (212 GFLOP/s). On CPU the parallel
-solvers cost more than the scan (every sweep streams all ``2 C`` planes: Jacobi K = 2
-190 ms, K = C 710 ms); they are for devices with idle parallelism.
+the CLI's CPU defaults of :mod:`jaxvision.train.cpu`): ``"scan"`` with the native kernel
+26 ms (18% of the float32 matmul rate measured in the same run),
+8.7x faster than the same layer as a PyTorch per-channel ``conv2d`` loop; the XLA scan
+35 ms. XLA:CPU runs each of the XLA scan's steps as ~5 loops over whole planes (the
+padded input copy, the fused convs and gate, the state update, two output updates), which
+is what the kernel's single pass removes. On CPU the parallel solvers cost more than the
+scan (every sweep streams all ``2 C`` planes: Jacobi K = 2 215 ms, K = C 744 ms);
+they are for devices with idle parallelism.
 
 Iterative solvers differentiate through ``differentiation="implicit"`` (a ``custom_vjp`` on
 the fixed point: reverse mode only, works with ``tol``) or ``"unrolled"`` (autodiff of a
@@ -84,6 +92,7 @@ strings and the sweep counts are static.
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import NamedTuple
 
@@ -381,6 +390,52 @@ def _acc_scan(xt, p, dirs, boundary):
   return acc
 
 
+def _native_step_params(p, dirs, batch):
+  """The kernel's per-step parameters: weights (B, C, D, 27) (the f, g, h kernels) and
+  biases (B, C, D, 3), forward chain at channel ``t``, backward at ``C - 1 - t``, broadcast
+  over the batch (the batch partitioner shards every operand's leading axis)."""
+  k = [_chain_order(p[n], dirs) for n in ("f_kernel", "g_kernel", "h_kernel")]
+  weights = jnp.concatenate([a.reshape(a.shape[:2] + (9,)) for a in k], axis=-1)
+  biases = jnp.stack([_chain_order(p[n], dirs) for n in ("f_bias", "g_bias", "h_bias")], -1)
+  return (jnp.broadcast_to(weights, (batch,) + weights.shape),
+          jnp.broadcast_to(biases, (batch,) + biases.shape))
+
+
+def _scan_xla_planes(x, p, dirs, boundary):
+  """The XLA scan on planes ``x`` (B, C, H, W)."""
+  return jnp.moveaxis(_acc_scan(jnp.moveaxis(x, 1, 0), p, dirs, boundary), 0, 1)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _scan_native_planes(x, p, dirs, boundary):
+  """The scan on planes ``x`` (B, C, H, W): the native kernel on CPU, the XLA scan on other
+  platforms."""
+  from jaxvision.ops.acc_native import acc_scan_cpu
+  directions = {(1, -1): "both", (1,): "forward", (-1,): "backward"}[dirs]
+
+  def native(x, p):
+    weights, biases = _native_step_params(p, dirs, x.shape[0])
+    return acc_scan_cpu(x, weights, biases, directions=directions, boundary=boundary)
+
+  return lax.platform_dependent(
+      x, p, cpu=native, default=lambda x, p: _scan_xla_planes(x, p, dirs, boundary))
+
+
+@_scan_native_planes.defjvp
+def _scan_native_planes_jvp(dirs, boundary, primals, tangents):
+  # Derivatives are the XLA scan's (forward and reverse mode; see acc_native).
+  return jax.jvp(lambda x, p: _scan_xla_planes(x, p, dirs, boundary), primals, tangents)
+
+
+def _scan_dispatch(xt, p, dirs, boundary):
+  """``solver="scan"`` on ``xt`` (C, B, H, W): the native CPU kernel for float32 when it is
+  available (:mod:`jaxvision.ops.acc_native`), else the XLA scan."""
+  from jaxvision.ops.acc_native import native_available
+  if xt.dtype != jnp.float32 or not native_available():
+    return _acc_scan(xt, p, dirs, boundary)
+  return jnp.moveaxis(_scan_native_planes(jnp.moveaxis(xt, 0, 1), p, dirs, boundary), 1, 0)
+
+
 def _precompute_fg(xt, p, dirs):
   """``F``, ``G`` of every channel and direction in step order: (C, D, B, H, W) each."""
   xd = xt[None]
@@ -508,7 +563,7 @@ def adjacent_channel_coupler(x, params: ACCParams, *, solver: str = "scan",
     if tol is not None or num_iters is not None:
       raise ValueError(f"{fn}: `num_iters`/`tol` are for the iterative solvers; solver='scan' "
                        f"is exact (found num_iters={num_iters}, tol={tol}).")
-    yt = _acc_scan(xt, p, dirs, boundary)
+    yt = _scan_dispatch(xt, p, dirs, boundary)
     info = SolverInfo(jnp.int32(c), jnp.zeros((), xt.dtype))
   elif solver in ("jacobi", "quasi_deer"):
     yt, info = _acc_parallel(xt, p, dirs, boundary, solver, num_iters, tol,

@@ -1,0 +1,151 @@
+"""The ACC's exact scan as a native CPU kernel (XLA FFI), built on first use.
+
+``adjacent_channel_coupler(solver="scan")`` runs :func:`acc_scan_cpu` for float32 on CPU
+when the kernel is available, and the XLA scan of :mod:`jaxvision.ops.acc` otherwise (other
+platforms, other dtypes, no C++ compiler, or ``JAXVISION_NATIVE_KERNELS=0``). The two compute
+the same model: the kernel's exp is a polynomial (relative error < 2e-7) and its sums run in
+a different order, so the outputs agree to float32 rounding (``tests/ops/test_acc_native.py``).
+
+Why a kernel: XLA:CPU runs each step of the scan as about five loops over whole planes and
+two layout transposes around it; the kernel makes one pass per step (two padded input planes
+and two state planes in, two states and the output accumulator out), blocks the transposes,
+and splits each step's rows over threads. Measured in ``benchmarks/results/spectral_recon.md``.
+
+Transformations:
+
+* ``jit``: an FFI custom call (``jaxvision_acc_scan``), platform ``cpu`` only: elsewhere
+  :func:`jax.lax.platform_dependent` lowers the XLA scan.
+* ``vmap``: the kernel treats every leading axis as batch (``vmap_method="broadcast_all"``).
+* Differentiation: a ``custom_jvp`` whose rule is the JVP of the XLA scan, so forward and
+  reverse mode both work and gradients are exactly the XLA scan's; only the undifferentiated
+  output comes from the kernel.
+* Sharding: registered batch-partitionable: a batch-sharded input runs each shard's rows
+  on its own device (the per-step weights are broadcast over the batch for this).
+
+Build: ``g++`` (``$CXX``) compiles ``csrc/acc_scan.cc`` against :func:`jax.ffi.include_dir`
+with ``-O3 -march=native`` into ``$JAXVISION_CACHE_DIR`` (default ``~/.cache/jaxvision``),
+keyed by the source, flags, compiler and CPU; written to a temporary file and renamed, so
+concurrent builds (pytest-xdist workers) never load a half-written library. A failed build
+is reported once (:func:`native_status`) and the XLA scan is used.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["NATIVE_ENV", "acc_scan_cpu", "native_available", "native_status"]
+
+NATIVE_ENV = "JAXVISION_NATIVE_KERNELS"
+_TARGET = "jaxvision_acc_scan"
+_SOURCE = Path(__file__).parent / "csrc" / "acc_scan.cc"
+# gnu++20: GCC's ISO modes turn off FMA contraction. -fno-trapping-math lets the clamps in
+# the exp if-convert, so the row loop vectorises.
+_CXX_FLAGS = ("-O3", "-march=native", "-std=gnu++20", "-ffp-contract=fast", "-fno-math-errno",
+              "-fno-trapping-math", "-fPIC", "-shared", "-pthread")
+_DIRECTIONS = {"both": 0, "forward": 1, "backward": 2}
+_BOUNDARIES = {"zero": 0, "input": 1}
+
+
+def _cache_dir() -> Path:
+  root = os.environ.get("JAXVISION_CACHE_DIR") or os.path.join(
+      os.path.expanduser("~"), ".cache", "jaxvision")
+  return Path(root) / "kernels"
+
+
+def _cpu_signature() -> str:
+  """The CPU model and feature flags (``-march=native`` depends on them)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      lines = [l for l in f if l.startswith(("model name", "flags"))]
+    return "".join(sorted(set(lines)))
+  except OSError:
+    return platform.processor() or platform.machine()
+
+
+def _build(cxx: str) -> Path:
+  source = _SOURCE.read_bytes()
+  version = subprocess.run([cxx, "--version"], capture_output=True, text=True,
+                           check=True).stdout
+  key = hashlib.sha256(b"\0".join([
+      source, " ".join(_CXX_FLAGS).encode(), version.encode(), _cpu_signature().encode(),
+      jax.ffi.include_dir().encode()])).hexdigest()[:16]
+  out_dir = _cache_dir()
+  lib = out_dir / f"libjaxvision_acc_scan-{key}.so"
+  if lib.exists():
+    return lib
+  out_dir.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".so.tmp")
+  os.close(fd)
+  try:
+    cmd = [cxx, *_CXX_FLAGS, "-I", jax.ffi.include_dir(), str(_SOURCE), "-o", tmp]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+      raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{res.stderr[-2000:]}")
+    os.replace(tmp, lib)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+  return lib
+
+
+@functools.lru_cache(maxsize=None)
+def _load() -> tuple[bool, str]:
+  """Builds (once per source/CPU), loads and registers the kernel: ``(ok, reason)``."""
+  if os.environ.get(NATIVE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    return False, f"disabled by {NATIVE_ENV}={os.environ[NATIVE_ENV]}"
+  cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+  if not cxx:
+    return False, "no C++ compiler found (set $CXX)"
+  try:
+    lib = ctypes.cdll.LoadLibrary(str(_build(cxx)))
+    jax.ffi.register_ffi_target(_TARGET, jax.ffi.pycapsule(lib.JaxvisionAccScan),
+                                platform="cpu")
+    jax.ffi.register_ffi_target_as_batch_partitionable(_TARGET)
+  except Exception as e:  # noqa: BLE001 -- any build/load failure means: use the XLA scan
+    warnings.warn(f"jaxvision: the native ACC kernel is unavailable, using the XLA scan "
+                  f"({type(e).__name__}: {e})", RuntimeWarning, stacklevel=3)
+    return False, f"{type(e).__name__}: {e}"
+  return True, "ok"
+
+
+def native_available() -> bool:
+  """Whether the native CPU kernel is built and registered (building it if needed)."""
+  return _load()[0]
+
+
+def native_status() -> str:
+  """``"ok"``, or why the native kernel is not used."""
+  return _load()[1]
+
+
+def _num_threads() -> int:
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:
+    return os.cpu_count() or 1
+
+
+def acc_scan_cpu(x, weights, biases, *, directions: str, boundary: str):
+  """The kernel call: ``x`` (B, C, H, W) float32 planes; ``weights`` (B, C, D, 27) and ``biases``
+  (B, C, D, 3) float32 in step order (:func:`jaxvision.ops.acc._native_step_params`).
+  Returns ``Y`` (B, C, H, W). Call only when :func:`native_available`."""
+  call = jax.ffi.ffi_call(_TARGET, jax.ShapeDtypeStruct(x.shape, jnp.float32),
+                          vmap_method="broadcast_all")
+  from jax.experimental.xla_metadata import set_xla_metadata
+  with set_xla_metadata(num_batch_dims="1"):
+    return call(x, weights, biases, directions=np.int64(_DIRECTIONS[directions]),
+                boundary=np.int64(_BOUNDARIES[boundary]),
+                num_threads=np.int64(_num_threads()))
