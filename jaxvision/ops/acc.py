@@ -50,15 +50,15 @@ the regressors used). ``boundary`` sets ``Y^F_0`` / ``Y^B_{C+1}``: ``"zero"`` (d
   contractive (``||d/dY|| <= 1/8 sum_d ||F^d||_inf ||op(w^h_d)||``; true for small ``h``);
   the spec and Lemma 3 read eq. (4) as the two-chain model above.
 
-Speed (``benchmarks/results/spectral_recon.md``, one 482x512 image, C = 31, 2 CPU cores,
-the CLI's CPU defaults of :mod:`jaxvision.train.cpu`): ``"scan"`` with the native kernel
-26 ms (18% of the float32 matmul rate measured in the same run),
-8.7x faster than the same layer as a PyTorch per-channel ``conv2d`` loop; the XLA scan
-35 ms. XLA:CPU runs each of the XLA scan's steps as ~5 loops over whole planes (the
-padded input copy, the fused convs and gate, the state update, two output updates), which
-is what the kernel's single pass removes. On CPU the parallel solvers cost more than the
-scan (every sweep streams all ``2 C`` planes: Jacobi K = 2 215 ms, K = C 744 ms);
-they are for devices with idle parallelism.
+Speed (``benchmarks/results/spectral_recon.md``, one 482x512 image, C = 31, 2 CPU cores, the
+CLI's CPU defaults of :mod:`jaxvision.train.cpu`): ``"scan"`` with the native kernel 26 ms
+(17.5% of the float32 matmul rate measured in the same run), 5.9x faster than the same layer
+as a PyTorch per-channel ``conv2d`` loop; the XLA scan 28-35 ms run to run (13-16%). XLA:CPU
+runs each of the XLA scan's steps as ~5 loops over whole planes (the padded input copy, the
+fused convs and gate, the state update, two output updates), which is what the kernel's
+single pass removes. On CPU the parallel solvers cost more than the scan (every sweep
+streams all ``2 C`` planes: Jacobi K = 2 166 ms, K = C 601 ms); they are for devices with
+idle parallelism.
 
 Iterative solvers differentiate through ``differentiation="implicit"`` (a ``custom_vjp`` on
 the fixed point: reverse mode only, works with ``tol``) or ``"unrolled"`` (autodiff of a

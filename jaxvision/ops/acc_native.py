@@ -19,8 +19,12 @@ Transformations:
 * Differentiation: a ``custom_jvp`` whose rule is the JVP of the XLA scan, so forward and
   reverse mode both work and gradients are exactly the XLA scan's; only the undifferentiated
   output comes from the kernel.
-* Sharding: registered batch-partitionable: a batch-sharded input runs each shard's rows
-  on its own device (the per-step weights are broadcast over the batch for this).
+* Sharding: registered batch-partitionable, so a batch-sharded input runs each device's
+  images on that device (the per-step weights are broadcast over the batch for this). Under
+  Shardy (JAX's default partitioner) the result is then all-gathered, because ``ffi_call``
+  attaches no Shardy sharding rule for the result; with GSPMD it stays sharded. Correct
+  either way (``tests/ops/test_acc_native.py``); sharded training is unaffected (its
+  derivatives run the XLA scan).
 
 Build: ``g++`` (``$CXX``) compiles ``csrc/acc_scan.cc`` against :func:`jax.ffi.include_dir`
 with ``-O3 -march=native`` into ``$JAXVISION_CACHE_DIR`` (default ``~/.cache/jaxvision``),

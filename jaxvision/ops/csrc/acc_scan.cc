@@ -86,12 +86,17 @@ template <bool kFirst>
 void step_rows(const Step& s, int64_t h, int64_t w_cols, int64_t r0, int64_t r1, float* ring) {
   const int64_t ps = w_cols + 2;
   // The 27 weights as scalars: loop-invariant registers, not loads the stores could alias.
-  const float k0 = s.w[0], k1 = s.w[1], k2 = s.w[2], k3 = s.w[3], k4 = s.w[4], k5 = s.w[5], k6 = s.w[6], k7 = s.w[7], k8 = s.w[8];
-  const float k9 = s.w[9], k10 = s.w[10], k11 = s.w[11], k12 = s.w[12], k13 = s.w[13], k14 = s.w[14], k15 = s.w[15], k16 = s.w[16], k17 = s.w[17];
-  const float k18 = s.w[18], k19 = s.w[19], k20 = s.w[20], k21 = s.w[21], k22 = s.w[22], k23 = s.w[23], k24 = s.w[24], k25 = s.w[25], k26 = s.w[26];
+  const float k0 = s.w[0], k1 = s.w[1], k2 = s.w[2], k3 = s.w[3], k4 = s.w[4];
+  const float k5 = s.w[5], k6 = s.w[6], k7 = s.w[7], k8 = s.w[8];
+  const float k9 = s.w[9], k10 = s.w[10], k11 = s.w[11], k12 = s.w[12], k13 = s.w[13];
+  const float k14 = s.w[14], k15 = s.w[15], k16 = s.w[16], k17 = s.w[17];
+  const float k18 = s.w[18], k19 = s.w[19], k20 = s.w[20], k21 = s.w[21], k22 = s.w[22];
+  const float k23 = s.w[23], k24 = s.w[24], k25 = s.w[25], k26 = s.w[26];
   const float bf = s.b[0], bg = s.b[1], bh = s.b[2], scale = s.scale;
   // ring: three zero-bordered input rows (i - 1, i, i + 1), slot (row + 1) % 3.
-  for (int64_t r = r0 - 1; r <= r0; ++r) load_padded_row(s.x, r, h, w_cols, ring + ((r + 1) % 3) * ps);
+  for (int64_t r = r0 - 1; r <= r0; ++r) {
+    load_padded_row(s.x, r, h, w_cols, ring + ((r + 1) % 3) * ps);
+  }
   for (int64_t i = r0; i < r1; ++i) {
     load_padded_row(s.x, i + 1, h, w_cols, ring + ((i + 2) % 3) * ps);
     const float* __restrict x0 = ring + (i % 3) * ps;
