@@ -13,18 +13,18 @@ and splits each step's rows over threads. Measured in ``benchmarks/results/spect
 
 Transformations:
 
-* ``jit``: an FFI custom call (``jaxvision_acc_scan``), platform ``cpu`` only: elsewhere
-  :func:`jax.lax.platform_dependent` lowers the XLA scan.
-* ``vmap``: the kernel treats every leading axis as batch (``vmap_method="broadcast_all"``).
+* ``jit``: a primitive lowered to an FFI custom call (``jaxvision_acc_scan``), platform
+  ``cpu`` only: elsewhere :func:`jax.lax.platform_dependent` lowers the XLA scan.
+* ``vmap``: vmapped axes become leading batch axes (the kernel treats every leading axis as
+  batch).
 * Differentiation: a ``custom_jvp`` whose rule is the JVP of the XLA scan, so forward and
   reverse mode both work and gradients are exactly the XLA scan's; only the undifferentiated
   output comes from the kernel.
-* Sharding: registered batch-partitionable, so a batch-sharded input runs each device's
-  images on that device (the per-step weights are broadcast over the batch for this). Under
-  Shardy (JAX's default partitioner) the result is then all-gathered, because ``ffi_call``
-  attaches no Shardy sharding rule for the result; with GSPMD it stays sharded. Correct
-  either way (``tests/ops/test_acc_native.py``); sharded training is unaffected (its
-  derivatives run the XLA scan).
+* Sharding: the custom call is registered batch-partitionable and carries a Shardy sharding
+  rule (the leading axis of every operand and of the result is one factor), so a
+  batch-sharded input runs each device's images on that device and gives a batch-sharded
+  result (the per-step weights are broadcast over the batch for this). The rule is built
+  with a JAX-internal helper; without it the result is all-gathered (still correct).
 
 Build: ``g++`` (``$CXX``) compiles ``csrc/acc_scan.cc`` against :func:`jax.ffi.include_dir`
 with ``-O3 -march=native`` into ``$JAXVISION_CACHE_DIR`` (default ``~/.cache/jaxvision``),
@@ -47,8 +47,10 @@ import warnings
 from pathlib import Path
 
 import jax
+import jax.extend.core as jex_core
 import jax.numpy as jnp
 import numpy as np
+from jax.interpreters import batching, mlir
 
 __all__ = ["NATIVE_ENV", "acc_scan_cpu", "native_available", "native_status"]
 
@@ -142,14 +144,76 @@ def _num_threads() -> int:
     return os.cpu_count() or 1
 
 
+# ------------------------------------------------------------------------------------------
+# The primitive: abstract eval, a batching rule folding vmapped axes into the batch, and a
+# CPU lowering to the FFI custom call with the batch-partitioner attribute and a Shardy
+# sharding rule (so a batch-sharded input gives a batch-sharded result; ``jax.ffi.ffi_call``
+# cannot attach the rule).
+
+_acc_scan_p = jex_core.Primitive("jaxvision_acc_scan")
+
+
+def _abstract_eval(x, weights, biases, **_):
+  return jax.core.ShapedArray(x.shape, x.dtype)
+
+
+def _impl(x, weights, biases, **params):
+  return jax.jit(functools.partial(_acc_scan_p.bind, **params))(x, weights, biases)
+
+
+def _batch(args, dims, **params):
+  """Any vmapped axes become leading batch axes of every operand (the kernel flattens them)."""
+  size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+  args = [jnp.moveaxis(a, d, 0) if d is not None else
+          jnp.broadcast_to(a, (size,) + a.shape) for a, d in zip(args, dims)]
+  return _acc_scan_p.bind(*args, **params), 0
+
+
+def _sharding_rule(ctx):
+  """Shardy: the leading axes of all operands and of the result are one batch factor."""
+  try:
+    from jax._src.custom_partitioning_sharding_rule import (
+        sdy_sharding_rule_to_mlir, str_to_sdy_sharding_rule)
+  except ImportError:  # a JAX without the helper: no rule (the result is then gathered)
+    return None
+  letters = iter("abcdefghijklmnopqrstuvwxyz")
+  nb = len(ctx.avals_in[0].shape) - 3                        # batch axes of x (B, C, H, W)
+  batch = " ".join(next(letters) for _ in range(nb))
+  def spec(aval):
+    return " ".join([batch] + [next(letters) for _ in range(len(aval.shape) - nb)])
+  rule = (", ".join(spec(a) for a in ctx.avals_in) + " -> " +
+          ", ".join(spec(a) for a in ctx.avals_out))
+  def types(avals):
+    try:                                   # newer JAX: (module_context, aval)
+      return [mlir.aval_to_ir_type(ctx.module_context, a) for a in avals]
+    except TypeError:
+      return [mlir.aval_to_ir_type(a) for a in avals]
+  return sdy_sharding_rule_to_mlir(str_to_sdy_sharding_rule(rule), types(ctx.avals_in),
+                                   types(ctx.avals_out))
+
+
+def _lowering(ctx, x, weights, biases, *, directions, boundary, num_threads):
+  nb = len(ctx.avals_in[0].shape) - 3
+  extra = {"mhlo.frontend_attributes": mlir.ir.DictAttr.get(
+      {"num_batch_dims": mlir.ir.StringAttr.get(str(nb))})}
+  if jax.config.jax_use_shardy_partitioner:
+    rule = _sharding_rule(ctx)
+    if rule is not None:
+      extra["sdy.sharding_rule"] = rule
+  return jax.ffi.ffi_lowering(_TARGET, extra_attributes=extra)(
+      ctx, x, weights, biases, directions=np.int64(directions), boundary=np.int64(boundary),
+      num_threads=np.int64(num_threads))
+
+
+_acc_scan_p.def_abstract_eval(_abstract_eval)
+_acc_scan_p.def_impl(_impl)
+batching.primitive_batchers[_acc_scan_p] = _batch
+mlir.register_lowering(_acc_scan_p, _lowering, platform="cpu")
+
+
 def acc_scan_cpu(x, weights, biases, *, directions: str, boundary: str):
-  """The kernel call: ``x`` (B, C, H, W) float32 planes; ``weights`` (B, C, D, 27) and ``biases``
-  (B, C, D, 3) float32 in step order (:func:`jaxvision.ops.acc._native_step_params`).
+  """The kernel call: ``x`` (B, C, H, W) float32 planes; ``weights`` (B, C, D, 27) and
+  ``biases`` (B, C, D, 3) float32 in step order (:func:`jaxvision.ops.acc._native_step_params`).
   Returns ``Y`` (B, C, H, W). Call only when :func:`native_available`."""
-  call = jax.ffi.ffi_call(_TARGET, jax.ShapeDtypeStruct(x.shape, jnp.float32),
-                          vmap_method="broadcast_all")
-  from jax.experimental.xla_metadata import set_xla_metadata
-  with set_xla_metadata(num_batch_dims="1"):
-    return call(x, weights, biases, directions=np.int64(_DIRECTIONS[directions]),
-                boundary=np.int64(_BOUNDARIES[boundary]),
-                num_threads=np.int64(_num_threads()))
+  return _acc_scan_p.bind(x, weights, biases, directions=_DIRECTIONS[directions],
+                          boundary=_BOUNDARIES[boundary], num_threads=_num_threads())

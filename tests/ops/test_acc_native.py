@@ -101,9 +101,12 @@ def test_batch_sharded():
   y = fn(xs, params)
   np.testing.assert_allclose(y, _xla(x, params), rtol=2e-6, atol=2e-6)
   hlo = _hlo(fn, xs, params)
-  # Batch-partitioned: each device's kernel call runs its own image (B = 1 per device).
+  # Batch-partitioned: each device's kernel call runs its own image (B = 1 per device), and
+  # the result stays sharded (no all-gather).
   calls = [line for line in hlo.splitlines() if f'custom_call_target="{TARGET}"' in line]
   assert calls and all("f32[1,5,6,18]" in line.split("custom-call(")[0] for line in calls)
+  assert "all-gather" not in hlo
+  assert y.sharding.spec == PartitionSpec("data")
 
 
 def test_float64_and_disabled_use_the_xla_scan(monkeypatch):
