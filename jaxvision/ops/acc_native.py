@@ -157,8 +157,15 @@ def _abstract_eval(x, weights, biases, **_):
   return jax.core.ShapedArray(x.shape, x.dtype)
 
 
-def _impl(x, weights, biases, **params):
-  return jax.jit(functools.partial(_acc_scan_p.bind, **params))(x, weights, biases)
+@functools.lru_cache(maxsize=None)
+def _jitted_bind(directions, boundary, num_threads):
+  return jax.jit(functools.partial(_acc_scan_p.bind, directions=directions,
+                                   boundary=boundary, num_threads=num_threads))
+
+
+def _impl(x, weights, biases, *, directions, boundary, num_threads):
+  """Eager use: the primitive compiled once per attribute set (and shape, by ``jit``)."""
+  return _jitted_bind(directions, boundary, num_threads)(x, weights, biases)
 
 
 def _batch(args, dims, **params):
