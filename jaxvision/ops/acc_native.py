@@ -6,10 +6,11 @@ platforms, other dtypes, no C++ compiler, or ``JAXVISION_NATIVE_KERNELS=0``). Th
 the same model: the kernel's exp is a polynomial (relative error < 2e-7) and its sums run in
 a different order, so the outputs agree to float32 rounding (``tests/ops/test_acc_native.py``).
 
-Why a kernel: XLA:CPU runs each step of the scan as about five loops over whole planes and
-two layout transposes around it; the kernel makes one pass per step (two padded input planes
-and two state planes in, two states and the output accumulator out), blocks the transposes,
-and splits each step's rows over threads. Measured in ``benchmarks/results/spectral_recon.md``.
+Why a kernel: XLA:CPU runs each step of the scan as about five loops over whole planes; the
+kernel makes one pass per step (the two input planes through zero-bordered row rings and the
+two padded state planes in, the two new states and the two output planes out) and splits
+each step's rows over threads. The layout changes to and from channel-last stay in XLA.
+Measured in ``benchmarks/results/spectral_recon.md``.
 
 Transformations:
 
