@@ -100,6 +100,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxvision.ops import acc_native
 from jaxvision.ops.recurrence import (
     DIFFERENTIATION_MODES,
     SolverInfo,
@@ -407,33 +408,34 @@ def _scan_xla_planes(x, p, dirs, boundary):
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _scan_native_planes(x, p, dirs, boundary):
+def _scan_native_planes(x, p, directions, boundary):
   """The scan on planes ``x`` (B, C, H, W): the native kernel on CPU, the XLA scan on other
   platforms."""
-  from jaxvision.ops.acc_native import acc_scan_cpu
-  directions = {(1, -1): "both", (1,): "forward", (-1,): "backward"}[dirs]
+  dirs = _dirs(directions)
 
   def native(x, p):
     weights, biases = _native_step_params(p, dirs, x.shape[0])
-    return acc_scan_cpu(x, weights, biases, directions=directions, boundary=boundary)
+    return acc_native.acc_scan_cpu(x, weights, biases, directions=directions,
+                                   boundary=boundary)
 
   return lax.platform_dependent(
       x, p, cpu=native, default=lambda x, p: _scan_xla_planes(x, p, dirs, boundary))
 
 
 @_scan_native_planes.defjvp
-def _scan_native_planes_jvp(dirs, boundary, primals, tangents):
+def _scan_native_planes_jvp(directions, boundary, primals, tangents):
   # Derivatives are the XLA scan's (forward and reverse mode; see acc_native).
+  dirs = _dirs(directions)
   return jax.jvp(lambda x, p: _scan_xla_planes(x, p, dirs, boundary), primals, tangents)
 
 
-def _scan_dispatch(xt, p, dirs, boundary):
+def _scan_dispatch(xt, p, directions, boundary):
   """``solver="scan"`` on ``xt`` (C, B, H, W): the native CPU kernel for float32 when it is
   available (:mod:`jaxvision.ops.acc_native`), else the XLA scan."""
-  from jaxvision.ops.acc_native import native_available
-  if xt.dtype != jnp.float32 or not native_available():
-    return _acc_scan(xt, p, dirs, boundary)
-  return jnp.moveaxis(_scan_native_planes(jnp.moveaxis(xt, 0, 1), p, dirs, boundary), 1, 0)
+  if xt.dtype != jnp.float32 or not acc_native.native_available():
+    return _acc_scan(xt, p, _dirs(directions), boundary)
+  return jnp.moveaxis(_scan_native_planes(jnp.moveaxis(xt, 0, 1), p, directions, boundary),
+                      1, 0)
 
 
 def _precompute_fg(xt, p, dirs):
@@ -563,7 +565,7 @@ def adjacent_channel_coupler(x, params: ACCParams, *, solver: str = "scan",
     if tol is not None or num_iters is not None:
       raise ValueError(f"{fn}: `num_iters`/`tol` are for the iterative solvers; solver='scan' "
                        f"is exact (found num_iters={num_iters}, tol={tol}).")
-    yt = _scan_dispatch(xt, p, dirs, boundary)
+    yt = _scan_dispatch(xt, p, directions, boundary)
     info = SolverInfo(jnp.int32(c), jnp.zeros((), xt.dtype))
   elif solver in ("jacobi", "quasi_deer"):
     yt, info = _acc_parallel(xt, p, dirs, boundary, solver, num_iters, tol,
